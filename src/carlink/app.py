@@ -1,0 +1,244 @@
+"""Builds the ASGI app from the domains' routers, and starts the roles' background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from carlink import __version__
+from carlink.compat import api as compat_api
+from carlink.db.base import Database
+from carlink.db.migrate import upgrade
+from carlink.errors import CarlinkError
+from carlink.garage import api as garage_api
+from carlink.gateway.link import CloudLink
+from carlink.gateway.service import UplinkHandler
+from carlink.identity import api as identity_api
+from carlink.identity import oidc
+from carlink.identity.tokens import TokenIssuer
+from carlink.jobs.scheduler import run_forever
+from carlink.platform import ROLES, Platform
+from carlink.remote import api as remote_api
+from carlink.settings import Settings
+from carlink.web import pages
+
+log = logging.getLogger("carlink")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def start_platform(platform: Platform, *, migrate: bool = True) -> list[asyncio.Task[None]]:
+    settings = platform.settings
+    if migrate:
+        await upgrade(settings.database_url)
+    platform.issuer = TokenIssuer(settings)
+    async with platform.db.transaction() as session:
+        await platform.tokens.load(session)
+        await platform.signer.load(session)
+    tasks: list[asyncio.Task[None]] = []
+    if platform.roles & {"api", "gateway", "jobs"}:
+        handler = None
+        if "gateway" in platform.roles:
+            handler = UplinkHandler(platform.db, platform.hub, _reply(platform), _topics(settings))
+        platform.link = CloudLink(settings, handler=handler, name="-".join(sorted(platform.roles)))
+        await platform.link.start()
+    if "jobs" in platform.roles:
+        tasks.append(asyncio.create_task(run_forever(platform), name="jobs"))
+    return tasks
+
+
+def _topics(settings: Settings):  # type: ignore[no-untyped-def]
+    from carlink.protocol.topics import Topics
+
+    return Topics(settings.mqtt_topic_prefix)
+
+
+def _reply(platform: Platform) -> Callable[[str, bytes], Awaitable[bool]]:
+    async def reply(topic: str, payload: bytes) -> bool:
+        assert platform.link is not None
+        return await platform.link.publish(topic, payload)
+
+    return reply
+
+
+async def stop_platform(platform: Platform, tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if platform.link is not None:
+        await platform.link.stop()
+    await platform.db.dispose()
+
+
+def create_app(
+    settings: Settings, *, roles: frozenset[str] = ROLES, migrate: bool = True, platform: Platform | None = None
+) -> FastAPI:
+    platform = platform or Platform(settings=settings, db=Database(settings.database_url), roles=roles)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = await start_platform(platform, migrate=migrate)
+        try:
+            yield
+        finally:
+            await stop_platform(platform, tasks)
+
+    app = FastAPI(
+        title="carlink API",
+        version=__version__,
+        description="Our own API (/api/v1) and the compatibility facade of the maker's app API (/app/connect/v1).",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    for router in (
+        identity_api.router,
+        oidc.router,
+        garage_api.router,
+        remote_api.router,
+        compat_api.router,
+        pages.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
+    _install_handlers(app)
+    _install_middleware(app)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        checks = {"database": False, "broker": platform.link is not None and platform.link.connected.is_set()}
+        with contextlib.suppress(Exception):
+            async with platform.db.session() as session:
+                await session.execute(text("SELECT 1"))
+                checks["database"] = True
+        return JSONResponse({"ready": all(checks.values()), **checks}, status_code=200 if all(checks.values()) else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def error_body(code: str, message: str) -> dict[str, object]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    return not path.startswith(("/api/", "/app/", "/oauth/")) and "text/html" in request.headers.get("accept", "")
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CarlinkError)
+    async def carlink_error(request: Request, error: CarlinkError) -> Response:
+        if request.url.path.startswith("/app/"):
+            return compat_api.compat_error(error)
+        if _wants_html(request):
+            return pages.error_page(request, error)
+        return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"), status_code=400)
+        details = [
+            {"field": ".".join(str(part) for part in p.get("loc", ())[1:]), "problem": p.get("msg", "")}
+            for p in problems
+        ]
+        body = error_body("invalid_request", "the request does not have the expected fields")
+        body["error"]["details"] = details  # type: ignore[index]
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(error.status_code, "http_error")
+        if request.url.path.startswith("/app/"):
+            return compat_api.compat_error(CarlinkError(str(error.detail), code=code, status=error.status_code))
+        if _wants_html(request):
+            return pages.error_page(request, CarlinkError(str(error.detail), code=code, status=error.status_code))
+        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
+
+
+def _install_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    app.add_middleware(EdgeGuard)
+
+
+class EdgeGuard:
+    """Pure ASGI: caps request bodies (declared or streamed) and treats repeated slashes as one, since
+    older community clients send /app//connect/... (reference doc §1)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if "//" in path:
+            path = re.sub("/{2,}", "/", path)
+            scope = dict(scope, path=path, raw_path=path.encode())
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _too_large(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Any) -> None:
+    body = json.dumps(error_body("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"))
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body.encode()})

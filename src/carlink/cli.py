@@ -1,0 +1,172 @@
+"""The `carlink` command: demo, serve, sim, db, broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from carlink.settings import Settings, get_settings
+
+app = typer.Typer(help="carlink: the cloud behind a car maker's connect offer.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
+console = Console()
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="HTTP port of the service")] = 8080,
+    mqtt_port: Annotated[int, typer.Option(help="port of the embedded broker; 0 picks a free one")] = 0,
+    vehicles: Annotated[int, typer.Option(help="extra simulated cars besides the demo world's")] = 0,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(".carlink-demo"),
+    keep: Annotated[bool, typer.Option(help="keep the data of the last run instead of starting fresh")] = False,
+) -> None:
+    """Start the demo: SQLite, embedded broker, the service and a simulated fleet. Needs nothing installed."""
+    from carlink.demo.runner import DemoOptions, run_demo
+
+    _logging(Settings(log_level="WARNING"))
+    options = DemoOptions(port=port, mqtt_port=mqtt_port, data_dir=data_dir, extra_vehicles=vehicles, keep=keep)
+    asyncio.run(run_demo(options, console))
+
+
+@app.command()
+def serve(
+    role: Annotated[list[str] | None, typer.Option(help="api, gateway or jobs; repeat for several; default all")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    migrate: Annotated[bool, typer.Option(help="apply database migrations at start")] = True,
+) -> None:
+    """Run the service against the configured database and broker (CARLINK_DATABASE_URL, CARLINK_MQTT_URL)."""
+    import uvicorn
+
+    from carlink.app import create_app
+    from carlink.platform import ROLES
+
+    settings = get_settings()
+    _logging(settings)
+    roles = frozenset(role or ROLES)
+    unknown = roles - ROLES
+    if unknown:
+        raise typer.BadParameter(f"unknown role(s): {', '.join(sorted(unknown))}")
+    uvicorn.run(create_app(settings, roles=roles, migrate=migrate), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def sim(
+    vehicles: Annotated[int, typer.Option(help="number of simulated cars")] = 10,
+    manifest: Annotated[Path | None, typer.Option(help="fleet manifest JSON; default: provision from the DB")] = None,
+    broker_url: Annotated[str | None, typer.Option(help="broker URL the cars use; default from settings")] = None,
+    write_manifest: Annotated[Path | None, typer.Option(help="only write the manifest to this file")] = None,
+) -> None:
+    """Run N simulated cars against any broker until Ctrl-C."""
+    settings = get_settings()
+    _logging(settings)
+    asyncio.run(_sim(settings, vehicles, manifest, broker_url, write_manifest))
+
+
+async def _sim(
+    settings: Settings, count: int, manifest_path: Path | None, broker_url: str | None, write_to: Path | None
+) -> None:
+    from carlink.sim.fleet import Fleet, Manifest
+
+    if manifest_path is not None:
+        manifest = Manifest.load(manifest_path)
+    else:
+        manifest = Manifest.from_json(await provision(settings, count, broker_url))
+    if write_to is not None:
+        write_to.write_text(json.dumps(manifest.to_json(), indent=2))
+        console.print(f"wrote a manifest of {len(manifest.cars)} cars to {write_to}")
+        return
+    fleet = Fleet(manifest)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("connecting cars", total=len(manifest.cars))
+        await fleet.start(progress=lambda n: progress.advance(task, n))
+    console.print(f"{len(manifest.cars)} simulated cars online at {manifest.broker_url}; Ctrl-C stops them.")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fleet.stop()
+
+
+async def provision(settings: Settings, count: int, broker_url: str | None) -> dict[str, object]:
+    """Registers `count` fleet cars in the database (idempotent) and returns their manifest."""
+    from carlink.db.base import Database
+    from carlink.db.migrate import upgrade
+    from carlink.demo.world import ensure_sim_fleet
+    from carlink.gateway.provisioning import fleet_manifest
+    from carlink.protocol.transport import BrokerAddress
+    from carlink.remote.service import CommandSigner
+
+    await upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            await CommandSigner().load(session)
+            vins = await ensure_sim_fleet(session, count)
+        if broker_url is None:
+            address = BrokerAddress.parse(settings.mqtt_url)
+            broker_url = f"{'mqtts' if address.tls else 'mqtt'}://{address.host}:{address.port}"
+        async with db.transaction() as session:
+            return await fleet_manifest(session, settings, broker_url=broker_url, vins=vins)
+    finally:
+        await db.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from carlink.db.migrate import upgrade_sync
+
+    settings = get_settings()
+    upgrade_sync(settings.database_url, revision)
+    console.print(f"database at {revision}")
+
+
+@broker_app.command("mosquitto-config")
+def mosquitto_config(
+    directory: Path,
+    port: Annotated[int, typer.Option()] = 1883,
+) -> None:
+    """Write mosquitto.conf, passwd and acl for the vehicles in the database (per-car accounts and ACL)."""
+    from sqlalchemy import select
+
+    from carlink.db.base import Database
+    from carlink.garage.models import Vehicle
+    from carlink.gateway.mosquitto import write_config
+
+    settings = get_settings()
+
+    async def vins() -> list[str]:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as session:
+                return list(await session.scalars(select(Vehicle.vin)))
+        finally:
+            await db.dispose()
+
+    found = asyncio.run(vins())
+    conf = write_config(directory, secret=settings.secret_key, prefix=settings.mqtt_topic_prefix, vins=found, port=port)
+    console.print(f"wrote {conf} with {len(found)} car accounts")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

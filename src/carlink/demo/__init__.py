@@ -1,0 +1,1 @@
+"""`carlink demo`: a deterministic demo world on SQLite with the embedded broker and a simulated fleet."""

@@ -1,0 +1,102 @@
+"""The demo world: the same people, cars, VINs and pairing codes on every run (README, 'Demo world')."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import utcnow
+from carlink.garage import service as garage
+from carlink.garage.models import Vehicle
+from carlink.identity import service as identity
+from carlink.identity.models import Account
+from carlink.protocol.vin import make_vin
+
+PASSWORD = "carlink-demo"
+PIN = "1234"
+OWNER = "owner@example.com"
+FAMILY = "family@example.com"
+STRANGER = "stranger@example.com"
+FLEET_OWNER = "fleet@example.com"
+
+
+@dataclass(frozen=True)
+class DemoCar:
+    vin: str
+    model_key: str
+    variant_code: str
+    year: int
+    name: str
+    color: str
+    color_hex: str
+    paired: bool
+
+
+DEMO_CARS = (
+    DemoCar(make_vin("WP0", "ZZZY1", "P", "S", 100001), "taycan-1", "Y1ADB1", 2023, "", "Frozen Blue", "7a9fc0", True),
+    DemoCar(make_vin("WP0", "ZZZ97", "J", "S", 200002), "panamera-2", "971AE1", 2018, "", "Carrara White", "f2f2ee",
+            True),
+    DemoCar(make_vin("WP0", "ZZZ99", "G", "S", 300003), "911-7", "991110", 2016, "", "Guards Red", "c0141c", False),
+)
+SIM_VARIANTS = (("taycan-1", "Y1ADB1", 2022, "ZZZY1", "N"), ("cayenne-3", "9YAAE1", 2020, "ZZZ9Y", "L"),
+                ("macan-2", "95BBA1", 2019, "ZZZ95", "K"))
+
+
+def demo_pairing_code(vin: str, email: str) -> str:
+    digest = hashlib.sha256(f"{vin}:{email}".encode()).hexdigest()
+    return f"{int(digest, 16) % 10**8:08d}"
+
+
+async def _account(session: AsyncSession, email: str, name: str, *, pin: str | None) -> Account:
+    found = await identity.find_account(session, email)
+    if found is not None:
+        return found
+    return await identity.create_account(
+        session, email=email, password=PASSWORD, country="DE", display_name=name, pin=pin
+    )
+
+
+async def seed(session: AsyncSession) -> list[DemoCar]:
+    """Creates the demo world unless it is there already."""
+    owner = await _account(session, OWNER, "Alex Example", pin=PIN)
+    family = await _account(session, FAMILY, "Sam Example", pin=PIN)
+    await _account(session, STRANGER, "Robin Stranger", pin=None)
+    for car in DEMO_CARS:
+        vehicle = await garage.vehicle_by_vin(session, car.vin)
+        if vehicle is None:
+            vehicle = await garage.register_vehicle(
+                session, vin=car.vin, model_key=car.model_key, variant_code=car.variant_code, model_year=car.year,
+                color=car.color, color_hex=car.color_hex, custom_name=car.name,
+            )
+        main = await garage.assign_user(
+            session, vehicle, owner, garage.MAIN, pairing_code=demo_pairing_code(car.vin, OWNER)
+        )
+        if car.paired and main.paired_at is None:
+            main.paired_at = utcnow()
+    taycan = await garage.vehicle_by_vin(session, DEMO_CARS[0].vin)
+    assert taycan is not None
+    await garage.assign_user(
+        session, taycan, family, garage.SECONDARY, pairing_code=demo_pairing_code(taycan.vin, FAMILY)
+    )
+    return list(DEMO_CARS)
+
+
+async def ensure_sim_fleet(session: AsyncSession, count: int, *, first_serial: int = 500000) -> list[str]:
+    """`count` extra cars owned by fleet@example.com, for `carlink sim` and the benchmarks."""
+    owner = await _account(session, FLEET_OWNER, "Fleet Example", pin=PIN)
+    vins = []
+    existing = set(await session.scalars(select(Vehicle.vin).where(Vehicle.vin.like("WP0%"))))
+    for index in range(count):
+        model_key, variant, year, descriptor, year_code = SIM_VARIANTS[index % len(SIM_VARIANTS)]
+        vin = make_vin("WP0", descriptor, year_code, "F", first_serial + index)
+        vins.append(vin)
+        if vin in existing:
+            continue
+        vehicle = await garage.register_vehicle(
+            session, vin=vin, model_key=model_key, variant_code=variant, model_year=year
+        )
+        await garage.assign_user(session, vehicle, owner, garage.MAIN)
+    return vins

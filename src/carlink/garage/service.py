@@ -1,0 +1,213 @@
+"""Use cases of the garage: vehicles, their users and pairing codes, and the state the car reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import utcnow
+from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, vehicle_not_found
+from carlink.garage.models import Vehicle, VehicleUser
+from carlink.identity.models import Account
+from carlink.identity.service import find_account
+from carlink.protocol.catalogue import ModelProfile, Variant, profile
+from carlink.protocol.vin import InvalidVin, normalise_vin
+
+MAIN = "main"
+SECONDARY = "secondary"
+
+
+@dataclass(frozen=True)
+class GarageEntry:
+    """A vehicle as one person sees it."""
+
+    vehicle: Vehicle
+    membership: VehicleUser
+
+    @property
+    def is_main_user(self) -> bool:
+        return self.membership.role == MAIN
+
+    @property
+    def model(self) -> ModelProfile:
+        return profile(self.vehicle.model_key)
+
+    @property
+    def variant(self) -> Variant:
+        return self.model.variant(self.vehicle.variant_code)
+
+
+def checked_vin(raw: str) -> str:
+    try:
+        return normalise_vin(raw)
+    except InvalidVin as exc:
+        raise CarlinkError(str(exc), code="invalid_vin") from exc
+
+
+async def register_vehicle(
+    session: AsyncSession,
+    *,
+    vin: str,
+    model_key: str,
+    variant_code: str,
+    model_year: int,
+    country: str = "DE",
+    custom_name: str = "",
+    color: str = "",
+    color_hex: str = "c3cdd3",
+) -> Vehicle:
+    vin = checked_vin(vin)
+    model = profile(model_key)
+    model.variant(variant_code)
+    first, last = model.years
+    if model_year < first or (last is not None and model_year > last):
+        raise CarlinkError(f"{model.line} {model.generation} was not built in {model_year}", code="invalid_year")
+    if await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin)) is not None:
+        raise Conflict(f"vehicle {vin} is registered already", code="vehicle_exists")
+    vehicle = Vehicle(
+        vin=vin,
+        model_key=model_key,
+        variant_code=variant_code,
+        model_year=model_year,
+        country=country,
+        custom_name=custom_name,
+        color=color,
+        color_hex=color_hex,
+    )
+    session.add(vehicle)
+    await session.flush()
+    return vehicle
+
+
+async def _new_pairing_code(session: AsyncSession, vehicle_id: int) -> str:
+    taken = set(await session.scalars(select(VehicleUser.pairing_code).where(VehicleUser.vehicle_id == vehicle_id)))
+    while True:
+        code = f"{secrets.randbelow(10**8):08d}"
+        if code not in taken:
+            return code
+
+
+async def assign_user(
+    session: AsyncSession, vehicle: Vehicle, account: Account, role: str, *, pairing_code: str | None = None
+) -> VehicleUser:
+    """Puts a person on a vehicle (VEH-2) with their own 8-digit pairing code (VEH-3)."""
+    if role == MAIN:
+        current = await session.scalar(
+            select(VehicleUser).where(VehicleUser.vehicle_id == vehicle.id, VehicleUser.role == MAIN)
+        )
+        if current is not None and current.account_id != account.id:
+            raise Conflict("this vehicle has a main user already", code="main_user_exists")
+    existing = await session.scalar(
+        select(VehicleUser).where(VehicleUser.vehicle_id == vehicle.id, VehicleUser.account_id == account.id)
+    )
+    if existing is not None:
+        return existing
+    membership = VehicleUser(
+        vehicle_id=vehicle.id,
+        account_id=account.id,
+        role=role,
+        pairing_code=pairing_code or await _new_pairing_code(session, vehicle.id),
+    )
+    session.add(membership)
+    await session.flush()
+    return membership
+
+
+async def garage(session: AsyncSession, account: Account) -> list[GarageEntry]:
+    rows = await session.execute(
+        select(Vehicle, VehicleUser)
+        .join(VehicleUser, VehicleUser.vehicle_id == Vehicle.id)
+        .where(VehicleUser.account_id == account.id)
+        .order_by(VehicleUser.role, Vehicle.id)
+    )
+    return [GarageEntry(vehicle, membership) for vehicle, membership in rows.all()]
+
+
+async def garage_entry(session: AsyncSession, account: Account, raw_vin: str) -> GarageEntry:
+    """The vehicle if this person is on it; the same 404 for unknown and foreign VINs."""
+    vin = checked_vin(raw_vin)
+    row = (
+        await session.execute(
+            select(Vehicle, VehicleUser)
+            .join(VehicleUser, VehicleUser.vehicle_id == Vehicle.id)
+            .where(Vehicle.vin == vin, VehicleUser.account_id == account.id)
+        )
+    ).first()
+    if row is None:
+        raise vehicle_not_found(vin)
+    return GarageEntry(row[0], row[1])
+
+
+async def users_of(session: AsyncSession, vehicle: Vehicle) -> list[tuple[VehicleUser, Account]]:
+    rows = await session.execute(
+        select(VehicleUser, Account)
+        .join(Account, Account.id == VehicleUser.account_id)
+        .where(VehicleUser.vehicle_id == vehicle.id)
+        .order_by(VehicleUser.role, Account.email)
+    )
+    return [(row[0], row[1]) for row in rows.all()]
+
+
+async def add_secondary_user(session: AsyncSession, entry: GarageEntry, email: str) -> VehicleUser:
+    if not entry.is_main_user:
+        raise Forbidden("only the main user adds secondary users", code="main_user_only")
+    account = await find_account(session, email)
+    if account is None:
+        raise NotFound("no ID with this email address; the person registers first", code="account_not_found")
+    if account.id == entry.membership.account_id:
+        raise Conflict("you are the main user of this vehicle", code="already_main_user")
+    return await assign_user(session, entry.vehicle, account, SECONDARY)
+
+
+async def remove_user(session: AsyncSession, entry: GarageEntry, account_id: int) -> None:
+    if not entry.is_main_user:
+        raise Forbidden("only the main user removes secondary users", code="main_user_only")
+    membership = await session.scalar(
+        select(VehicleUser).where(
+            VehicleUser.vehicle_id == entry.vehicle.id,
+            VehicleUser.account_id == account_id,
+            VehicleUser.role == SECONDARY,
+        )
+    )
+    if membership is None:
+        raise NotFound("no such secondary user on this vehicle", code="user_not_found")
+    await session.delete(membership)
+
+
+async def vehicle_by_vin(session: AsyncSession, vin: str) -> Vehicle | None:
+    return await session.scalar(select(Vehicle).where(Vehicle.vin == vin))
+
+
+async def pair_in_car(session: AsyncSession, vehicle: Vehicle, code: str) -> tuple[bool, str | None]:
+    """A pairing code typed into the car (VEH-3, VEH-4): (linked, error shown in the car)."""
+    membership = await session.scalar(
+        select(VehicleUser).where(VehicleUser.vehicle_id == vehicle.id, VehicleUser.pairing_code == code)
+    )
+    if membership is None:
+        return False, "INVALID_CODE"
+    if membership.role != MAIN:
+        # REQ: VEH-4 — remote access is for the main user; the car shows "no data connection".
+        return False, "NO_DATA_CONNECTION"
+    membership.paired_at = utcnow()
+    return True, None
+
+
+async def record_connection(
+    session: AsyncSession, vehicle: Vehicle, *, online: bool, network: str, at: dt.datetime | None
+) -> None:
+    vehicle.online = online
+    vehicle.network = network if online else "NONE"
+    vehicle.last_seen_at = at or utcnow()
+
+
+async def record_reported_state(
+    session: AsyncSession, vehicle: Vehicle, *, privacy_mode: bool | None, remote_access: bool | None
+) -> None:
+    if privacy_mode is not None:
+        vehicle.privacy_mode = privacy_mode
+    if remote_access is not None:
+        vehicle.remote_access_authorised = remote_access

@@ -1,0 +1,130 @@
+"""The cloud's connection to the broker: reconnects forever, publishes downlinks, feeds uplinks to workers.
+
+Uplinks are spread over worker queues by VIN, so one car's messages are handled in order while many cars
+are handled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from carlink.gateway.credentials import GATEWAY_USER, gateway_password
+from carlink.protocol.topics import Topics
+from carlink.protocol.transport import BrokerAddress, make_client
+from carlink.settings import Settings
+
+log = logging.getLogger("carlink.gateway")
+
+UplinkHandler = Callable[[str, str, bytes], Awaitable[None]]
+
+
+class CloudLink:
+    def __init__(
+        self, settings: Settings, *, handler: UplinkHandler | None = None, workers: int = 8, name: str = "cloud"
+    ) -> None:
+        self.settings = settings
+        self.address = BrokerAddress.parse(settings.mqtt_url)
+        self.topics = Topics(settings.mqtt_topic_prefix)
+        self.handler = handler
+        self.connected = asyncio.Event()
+        self.name = name
+        self._client: aiomqtt.Client | None = None
+        self._queues: list[asyncio.Queue[tuple[str, str, bytes]]] = [asyncio.Queue(10_000) for _ in range(workers)]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.on_connect: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-mqtt"))
+        if self.handler is not None:
+            for index, queue in enumerate(self._queues):
+                self._tasks.append(asyncio.create_task(self._work(queue), name=f"{self.name}-uplink-{index}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """False when the broker is unreachable right now; callers keep the work and retry (jobs do)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=5)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("publish to %s failed: %s", topic, exc)
+            return False
+        return True
+
+    def _make_client(self) -> aiomqtt.Client:
+        username = self.address.username or GATEWAY_USER
+        password = self.address.password or gateway_password(self.settings.secret_key)
+        group = self.settings.mqtt_shared_group
+        return make_client(
+            self.address,
+            username=username,
+            password=password,
+            identifier=f"carlink-{self.name}-{uuid.uuid4().hex[:10]}",
+            mqtt5=bool(group),
+            max_inflight_messages=1000,
+        )
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    if self.handler is not None:
+                        topic = self.topics.all_uplinks(self.settings.mqtt_shared_group)
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    delay = 0.2
+                    log.info("%s connected to mqtt://%s:%s", self.name, self.address.host, self.address.port)
+                    for callback in self.on_connect:
+                        asyncio.create_task(callback())
+                    async for message in client.messages:
+                        await self._dispatch(str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                if not self._stopping:
+                    log.warning("%s lost the broker (%s); reconnecting in %.1f s", self.name, exc, delay)
+            finally:
+                self.connected.clear()
+                self._client = None
+            if self._stopping:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _dispatch(self, topic: str, payload: object) -> None:
+        parsed = self.topics.parse_uplink(topic)
+        if parsed is None or not isinstance(payload, bytes | bytearray):
+            log.warning("ignored message on %s", topic)
+            return
+        vin, kind = parsed
+        queue = self._queues[zlib.crc32(vin.encode()) % len(self._queues)]
+        await queue.put((vin, kind, bytes(payload)))
+
+    async def _work(self, queue: asyncio.Queue[tuple[str, str, bytes]]) -> None:
+        assert self.handler is not None
+        while True:
+            vin, kind, payload = await queue.get()
+            try:
+                await self.handler(vin, kind, payload)
+            except Exception:  # one bad message must never stop the gateway
+                log.exception("uplink %s from %s failed", kind, vin)

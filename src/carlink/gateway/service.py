@@ -1,0 +1,103 @@
+"""What the cloud does with each uplink: acks, telemetry, connection state and requests from cars."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import Database
+from carlink.garage import service as garage
+from carlink.garage.models import Vehicle
+from carlink.protocol import topics as kinds
+from carlink.protocol.messages import MAX_MESSAGE_BYTES, Ack, Connection, Reply, Request, Telemetry
+from carlink.remote import service as remote
+from carlink.remote.events import EventHub
+from carlink.telemetry import service as telemetry
+
+log = logging.getLogger("carlink.gateway")
+
+Publish = Any  # async (topic, payload) -> bool
+
+
+class UplinkHandler:
+    def __init__(self, db: Database, hub: EventHub, reply: Publish, topics: kinds.Topics) -> None:
+        self.db = db
+        self.hub = hub
+        self.reply = reply
+        self.topics = topics
+        self.rejected = 0
+
+    async def __call__(self, vin: str, kind: str, payload: bytes) -> None:
+        message = self._parse(vin, kind, payload)
+        if message is None:
+            return
+        events: list[dict[str, Any]] = []
+        reply: Reply | None = None
+        async with self.db.transaction() as session:
+            vehicle = await garage.vehicle_by_vin(session, vin)
+            if vehicle is None:
+                log.warning("uplink from unknown vehicle %s dropped", vin)
+                return
+            if isinstance(message, Ack):
+                events = await self._ack(session, vehicle, message)
+            elif isinstance(message, Telemetry):
+                events = await self._telemetry(session, vehicle, message)
+            elif isinstance(message, Connection):
+                await garage.record_connection(
+                    session, vehicle, online=message.online, network=message.network.value, at=message.at
+                )
+                events = [{"type": "connection", "online": message.online, "network": vehicle.network}]
+            elif isinstance(message, Request):
+                linked, error = await garage.pair_in_car(session, vehicle, message.code)
+                reply = Reply(request_id=message.id, ok=linked, error=error)
+            vehicle_id = vehicle.id
+        for event in events:
+            self.hub.publish(vehicle_id, event)
+        if reply is not None:
+            await self.reply(self.topics.down(vin, kinds.DOWN_REPLY), reply.model_dump_json().encode())
+
+    def _parse(self, vin: str, kind: str, payload: bytes) -> Ack | Telemetry | Connection | Request | None:
+        models: dict[str, Any] = {
+            kinds.UP_ACK: Ack,
+            kinds.UP_TELEMETRY: Telemetry,
+            kinds.UP_CONNECTION: Connection,
+            kinds.UP_REQUEST: Request,
+        }
+        model = models.get(kind)
+        if model is None or len(payload) > MAX_MESSAGE_BYTES:
+            self._reject(vin, kind, "unknown kind or oversized")
+            return None
+        try:
+            data = json.loads(payload)
+            parsed: Ack | Telemetry | Connection | Request = model.model_validate(data)
+        except (ValueError, ValidationError) as exc:
+            self._reject(vin, kind, str(exc).splitlines()[0])
+            return None
+        return parsed
+
+    def _reject(self, vin: str, kind: str, why: str) -> None:
+        self.rejected += 1
+        log.warning("malformed %s from %s dropped: %s", kind, vin, why)
+
+    async def _ack(self, session: AsyncSession, vehicle: Vehicle, ack: Ack) -> list[dict[str, Any]]:
+        command = await remote.apply_ack(session, vehicle.id, ack)
+        if command is None:
+            return []
+        return [{"type": "command", "id": command.id, "command": command.type, "state": command.state,
+                 "reason": command.reason}]
+
+    async def _telemetry(self, session: AsyncSession, vehicle: Vehicle, message: Telemetry) -> list[dict[str, Any]]:
+        privacy = message.values.get("privacy", {}).get("enabled")
+        access = message.values.get("remote_access", {}).get("authorised")
+        await garage.record_reported_state(
+            session,
+            vehicle,
+            privacy_mode=privacy if isinstance(privacy, bool) else None,
+            remote_access=access if isinstance(access, bool) else None,
+        )
+        changed = await telemetry.ingest(session, vehicle, message)
+        return [{"type": "telemetry", "keys": changed}] if changed else []

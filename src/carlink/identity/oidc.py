@@ -1,0 +1,252 @@
+"""The OAuth2 / OpenID Connect provider for app clients (ACC-1, ACC-7).
+
+Authorization code with PKCE, refresh tokens, JWT access tokens and JWKS, discovery. The sign-in pages
+use the paths the maker's identity service uses (/authorize, /u/login/identifier, /u/login/password,
+/authorize/resume, /oauth/token), so existing community clients sign in unchanged (RMT-4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import utcnow
+from carlink.errors import CarlinkError
+from carlink.identity import service as identity
+from carlink.identity import tokens
+from carlink.identity.access import SESSION_COOKIE, client_address, cookie_caller, platform_of
+from carlink.identity.captcha import check_captcha, new_captcha
+from carlink.identity.models import Account, LoginFailure, LoginTransaction
+from carlink.settings import Settings
+from carlink.web.templating import page
+
+router = APIRouter(tags=["identity"])
+TRANSACTION_MINUTES = 15
+CAPTCHA_AFTER_SOURCE_FAILURES = 5
+
+
+@router.get("/.well-known/openid-configuration")
+async def discovery(request: Request) -> dict[str, Any]:
+    base = platform_of(request).settings.base_url.rstrip("/")
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "userinfo_endpoint": f"{base}/userinfo",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [tokens.ALGORITHM],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access", "vehicles"],
+    }
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> dict[str, Any]:
+    return platform_of(request).tokens.jwks()
+
+
+@router.get("/userinfo")
+async def userinfo(request: Request) -> dict[str, Any]:
+    from carlink.identity.access import require_caller
+
+    async with platform_of(request).db.transaction() as session:
+        caller = await require_caller(request, session)
+        return {"sub": str(caller.account.id), "email": caller.account.email, "name": caller.account.display_name}
+
+
+def _oauth_error(request: Request, message: str) -> HTMLResponse:
+    return page(request, "message.html", status=400, title="Sign-in request not valid", message=message)
+
+
+@router.get("/authorize", response_model=None)
+async def authorize(
+    request: Request,
+    client_id: str = "",
+    redirect_uri: str = "",
+    response_type: str = "code",
+    scope: str = "openid",
+    state: str | None = None,
+    code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
+    nonce: str | None = None,
+) -> Response:
+    client = tokens.CLIENTS.get(client_id)
+    if client is None or redirect_uri not in client.redirect_uris:
+        # Never redirect to an unregistered URI: show the error here.
+        return _oauth_error(request, "unknown client or redirect URI")
+    if response_type != "code":
+        return _redirect_with(redirect_uri, {"error": "unsupported_response_type", "state": state})
+    if code_challenge is not None and (code_challenge_method or "plain") != "S256":
+        return _redirect_with(redirect_uri, {"error": "invalid_request", "state": state,
+                                             "error_description": "only S256 code challenges are accepted"})
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
+        caller = await cookie_caller(request, session)
+        if caller is not None:  # signed in already in this browser: straight back with a code
+            code = await tokens.issue_code(
+                session, account_id=caller.account.id, client_id=client_id, redirect_uri=redirect_uri,
+                scope=scope, code_challenge=code_challenge, nonce=nonce,
+            )
+            return _redirect_with(redirect_uri, {"code": code, "state": state})
+        transaction = LoginTransaction(
+            state=secrets.token_urlsafe(24),
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            client_state=state,
+            scope=scope,
+            code_challenge=code_challenge,
+            nonce=nonce,
+            expires_at=utcnow() + dt.timedelta(minutes=TRANSACTION_MINUTES),
+        )
+        session.add(transaction)
+    return RedirectResponse(f"/u/login/identifier?state={transaction.state}", status_code=302)
+
+
+def _redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return RedirectResponse(f"{uri}{'&' if '?' in uri else '?'}{query}", status_code=302)
+
+
+async def _transaction(session: AsyncSession, state: str) -> LoginTransaction:
+    row = await session.get(LoginTransaction, state[:64])
+    if row is None or row.expires_at <= utcnow():
+        raise CarlinkError("this sign-in has expired; start again from your app", code="login_expired")
+    return row
+
+
+async def captcha_needed(session: AsyncSession, settings: Settings, source: str, email: str | None) -> bool:
+    """After a few failures from one network or on one ID, a person proves they are one (ACC-7)."""
+    since = utcnow() - dt.timedelta(minutes=10)
+    recent = await session.scalar(
+        select(func.count()).where(LoginFailure.source == source, LoginFailure.at >= since)
+    )
+    if (recent or 0) >= CAPTCHA_AFTER_SOURCE_FAILURES:
+        return True
+    account = await identity.find_account(session, email) if email else None
+    return account is not None and account.login_failures >= settings.login_failures_before_delay
+
+
+@router.get("/u/login/identifier", response_class=HTMLResponse)
+async def identifier_page(request: Request, state: str = "") -> HTMLResponse:
+    async with platform_of(request).db.transaction() as session:
+        await _transaction(session, state)
+    return page(request, "login_identifier.html", state=state, error=None, captcha=None)
+
+
+@router.post("/u/login/identifier", response_class=HTMLResponse)
+async def identifier_submit(
+    request: Request,
+    state: str = Form(""),
+    username: str = Form(""),
+    captcha: str = Form(""),
+    captcha_token: str = Form(""),
+) -> HTMLResponse:
+    platform = platform_of(request)
+    secret = platform.settings.secret_key
+    async with platform.db.transaction() as session:
+        transaction = await _transaction(session, state or request.query_params.get("state", ""))
+        transaction.username = username.strip()[:254]
+        token = transaction.captcha_token or captcha_token
+        if token and captcha and check_captcha(secret, token, captcha):
+            transaction.captcha_token = None
+        elif await captcha_needed(session, platform.settings, client_address(request), username):
+            image, transaction.captcha_token = new_captcha(secret)
+            message = "Type the characters in the picture." if not captcha else "Those characters were not right."
+            return page(
+                request, "login_identifier.html", status=400, state=transaction.state, error=message,
+                captcha={"image": image, "token": transaction.captcha_token}, username=username,
+            )
+        return page(request, "login_password.html", state=transaction.state, username=username, error=None)
+
+
+@router.post("/u/login/password", response_model=None)
+async def password_submit(
+    request: Request, state: str = Form(""), username: str = Form(""), password: str = Form("")
+) -> Response:
+    platform = platform_of(request)
+    state = state or request.query_params.get("state", "")
+    try:
+        async with platform.db.transaction() as session:
+            transaction = await _transaction(session, state)
+            if transaction.captcha_token:
+                raise CarlinkError("solve the picture challenge first", code="captcha_required")
+            account = await identity.authenticate(
+                session, platform.settings, email=username or transaction.username or "", password=password,
+                source=client_address(request),
+            )
+            transaction.account_id = account.id
+    except CarlinkError as error:
+        return page(request, "login_password.html", status=400, state=state, username=username,
+                    error=error.message, code=error.code)
+    # A relative Location: older clients append it to the identity host themselves.
+    return RedirectResponse(f"/authorize/resume?state={state}", status_code=302)
+
+
+@router.get("/authorize/resume", response_model=None)
+async def resume(request: Request, state: str = "") -> Response:
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
+        transaction = await _transaction(session, state)
+        if transaction.account_id is None:
+            return RedirectResponse(f"/u/login/identifier?state={state}", status_code=302)
+        code = await tokens.issue_code(
+            session, account_id=transaction.account_id, client_id=transaction.client_id,
+            redirect_uri=transaction.redirect_uri, scope=transaction.scope,
+            code_challenge=transaction.code_challenge, nonce=transaction.nonce,
+        )
+        account = await session.get(Account, transaction.account_id)
+        assert account is not None
+        cookie, _ = await identity.start_web_session(session, account)
+        await session.delete(transaction)
+    response = _redirect_with(transaction.redirect_uri, {"code": code, "state": transaction.client_state})
+    set_session_cookie(response, cookie, platform.settings)
+    return response
+
+
+def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=identity.SESSION_DAYS * 86400, httponly=True, samesite="lax",
+        secure=settings.base_url.startswith("https"), path="/",
+    )
+
+
+@router.post("/oauth/token")
+async def token(
+    request: Request,
+    grant_type: str = Form(""),
+    client_id: str = Form(""),
+    code: str = Form(""),
+    redirect_uri: str = Form(""),
+    code_verifier: str | None = Form(None),
+    refresh_token: str = Form(""),
+) -> JSONResponse:
+    platform = platform_of(request)
+    try:
+        async with platform.db.transaction() as session:
+            tokens.client(client_id)
+            if grant_type == "authorization_code":
+                body = await tokens.redeem_code(
+                    session, platform.tokens, code=code, client_id=client_id, redirect_uri=redirect_uri,
+                    code_verifier=code_verifier,
+                )
+            elif grant_type == "refresh_token":
+                body = await tokens.use_refresh_token(session, platform.tokens, refresh_token, client_id)
+            else:
+                raise tokens.OAuthError("unsupported_grant_type", f"grant type {grant_type!r} is not supported")
+    except tokens.OAuthError as error:
+        return JSONResponse(
+            {"error": error.code, "error_description": error.message}, status_code=error.status,
+            headers={"Cache-Control": "no-store"},
+        )
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

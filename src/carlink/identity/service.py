@@ -1,0 +1,201 @@
+"""Use cases of the ID: register, sign in with guessing protection, sessions, password and PIN."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import utcnow
+from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
+from carlink.identity.models import Account, LoginFailure, WebSession
+from carlink.settings import Settings
+
+_hasher = PasswordHasher()
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PIN = re.compile(r"^[0-9]{4}$")
+SESSION_DAYS = 14
+MIN_PASSWORD = 8
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    return _hasher.hash(secret)
+
+
+def verify_secret(stored: str, secret: str) -> bool:
+    try:
+        return _hasher.verify(stored, secret)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def normalise_email(raw: str) -> str:
+    email = raw.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 254:
+        raise CarlinkError("enter a valid email address", code="invalid_email")
+    return email
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise CarlinkError(f"a password needs at least {MIN_PASSWORD} characters", code="weak_password")
+    if len(password) > 256:
+        raise CarlinkError("a password has at most 256 characters", code="weak_password")
+
+
+async def find_account(session: AsyncSession, email: str) -> Account | None:
+    try:
+        email = normalise_email(email)
+    except CarlinkError:
+        return None
+    return await session.scalar(select(Account).where(Account.email == email, Account.deleted_at.is_(None)))
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    country: str,
+    display_name: str = "",
+    pin: str | None = None,
+    locale: str = "en",
+) -> Account:
+    email = normalise_email(email)
+    check_password_rules(password)
+    if await session.scalar(select(Account.id).where(Account.email == email)) is not None:
+        raise Conflict("an ID with this email address exists already", code="email_taken")
+    account = Account(
+        email=email,
+        password_hash=hash_secret(password),
+        country=country.upper(),
+        display_name=display_name,
+        locale=locale,
+    )
+    if pin is not None:
+        account.pin_hash = hash_secret(_checked_pin(pin))
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def register(
+    session: AsyncSession, settings: Settings, *, email: str, password: str, country: str, display_name: str
+) -> Account:
+    """Self-registration, only in countries configured for it (ACC-3); elsewhere a dealer invites."""
+    country = country.strip().upper()
+    if country not in settings.self_registration_countries:
+        raise Forbidden(
+            "in this country an ID is created from your dealer's invitation; ask your dealer to send it",
+            code="self_registration_unavailable",
+        )
+    return await create_account(
+        session, email=email, password=password, country=country, display_name=display_name
+    )
+
+
+async def authenticate(
+    session: AsyncSession, settings: Settings, *, email: str, password: str, source: str
+) -> Account:
+    """Checks a password with per-source throttling and per-account delay and lock (ACC-7).
+
+    A refresh token never passes through here, so a locked account's existing clients keep working.
+    """
+    now = utcnow()
+    window_start = now - dt.timedelta(minutes=10)
+    recent = await session.scalar(
+        select(func.count()).where(LoginFailure.source == source, LoginFailure.at >= window_start)
+    )
+    if (recent or 0) >= settings.login_failures_per_source_per_10min:
+        raise TooManyRequests("too many failed sign-ins from your network; wait a few minutes", retry_after=600)
+    account = await find_account(session, email)
+    if account is not None and account.login_locked_until and account.login_locked_until > now:
+        wait = int((account.login_locked_until - now).total_seconds()) + 1
+        if account.login_failures >= settings.login_failures_before_lock:
+            error: CarlinkError = Locked(
+                f"this ID is locked after repeated wrong passwords; try again in {wait // 60 + 1} minutes",
+                code="account_locked",
+            )
+            error.headers["Retry-After"] = str(wait)
+            raise error
+        raise TooManyRequests(f"wait {wait} seconds before the next try", retry_after=wait, code="slow_down")
+    if account is None or not verify_secret(account.password_hash, password):
+        session.add(LoginFailure(source=source, at=now))
+        if account is not None:
+            _count_failure(account, settings, now)
+        await session.flush()
+        raise Unauthorised("wrong email address or password", code="invalid_credentials")
+    account.login_failures = 0
+    account.login_locked_until = None
+    if _hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = hash_secret(password)
+    return account
+
+
+def _count_failure(account: Account, settings: Settings, now: dt.datetime) -> None:
+    account.login_failures += 1
+    failures = account.login_failures
+    if failures >= settings.login_failures_before_lock:
+        account.login_locked_until = now + dt.timedelta(minutes=settings.login_lock_minutes)
+    elif failures >= settings.login_failures_before_delay:
+        # 1, 2, 4, ... seconds: a person hardly notices, a guessing script crawls.
+        delay = 2 ** (failures - settings.login_failures_before_delay)
+        account.login_locked_until = now + dt.timedelta(seconds=min(delay, 60))
+
+
+async def change_password(session: AsyncSession, account: Account, *, current: str, new: str) -> None:
+    if not verify_secret(account.password_hash, current):
+        raise Unauthorised("the current password is not right", code="invalid_credentials")
+    check_password_rules(new)
+    account.password_hash = hash_secret(new)
+
+
+async def start_web_session(session: AsyncSession, account: Account) -> tuple[str, WebSession]:
+    token = secrets.token_urlsafe(32)
+    row = WebSession(
+        token_hash=token_hash(token),
+        account_id=account.id,
+        csrf_token=secrets.token_urlsafe(24),
+        expires_at=utcnow() + dt.timedelta(days=SESSION_DAYS),
+    )
+    session.add(row)
+    await session.flush()
+    return token, row
+
+
+async def web_session_account(session: AsyncSession, token: str) -> tuple[Account, WebSession] | None:
+    row = await session.get(WebSession, token_hash(token))
+    if row is None or row.expires_at <= utcnow():
+        return None
+    account = await session.get(Account, row.account_id)
+    if account is None or account.deleted_at is not None:
+        return None
+    return account, row
+
+
+async def end_web_session(session: AsyncSession, token: str) -> None:
+    await session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+
+
+def _checked_pin(pin: str) -> str:
+    if not _PIN.match(pin):
+        raise CarlinkError("the security PIN has 4 digits", code="invalid_pin_format")
+    return pin
+
+
+async def set_pin(session: AsyncSession, account: Account, *, password: str, pin: str) -> None:
+    if not verify_secret(account.password_hash, password):
+        raise Unauthorised("the password is not right", code="invalid_credentials")
+    account.pin_hash = hash_secret(_checked_pin(pin))
+    account.pin_failures = 0
+    account.pin_locked_until = None

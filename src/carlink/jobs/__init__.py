@@ -1,0 +1,1 @@
+"""The scheduler that runs due work from the database."""

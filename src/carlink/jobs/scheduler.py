@@ -1,0 +1,45 @@
+"""Periodic work: expire commands the car never answered, re-send commands lost with the broker.
+
+Safe to run in several instances: each step is one transaction over rows whose state decides the work,
+and the car executes a command id at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from carlink.platform import Platform
+from carlink.remote import service as remote
+
+log = logging.getLogger("carlink.jobs")
+RESEND_AFTER = dt.timedelta(seconds=3)
+
+
+async def run_once(platform: Platform) -> None:
+    async with platform.db.transaction() as session:
+        expired = await remote.expire_due(session)
+        events = [(row.vehicle_id, {"type": "command", "id": row.id, "command": row.type,
+                                    "state": row.state, "reason": row.reason}) for row in expired]
+    for vehicle_id, event in events:
+        platform.hub.publish(vehicle_id, event)
+    if platform.link is None or not platform.link.connected.is_set():
+        return
+    async with platform.db.transaction() as session:
+        pending = await remote.undelivered(session, RESEND_AFTER)
+        for row in pending:
+            row.publish_count += 1
+    for row in pending:
+        await platform.dispatch(row)
+
+
+async def run_forever(platform: Platform, interval: float = 1.0) -> None:
+    while True:
+        try:
+            await run_once(platform)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database may be restarting; try again next round
+            log.exception("jobs round failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,50 @@
+"""The running platform: settings, database, broker link, signers and the event hub, shared by all roles."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from carlink.db.base import Database
+from carlink.gateway.link import CloudLink
+from carlink.identity.tokens import TokenIssuer
+from carlink.remote.events import EventHub
+from carlink.remote.models import RemoteCommand
+from carlink.remote.service import CommandSigner
+from carlink.settings import Settings
+
+log = logging.getLogger("carlink")
+
+ROLES = frozenset({"api", "gateway", "jobs"})
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    roles: frozenset[str] = ROLES
+    hub: EventHub = field(default_factory=EventHub)
+    signer: CommandSigner = field(default_factory=CommandSigner)
+    issuer: TokenIssuer | None = None
+    link: CloudLink | None = None
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        assert self.issuer is not None
+        return self.issuer
+
+    async def dispatch(self, command: RemoteCommand) -> bool:
+        """Publishes a recorded command; if the broker is away the jobs role re-sends it."""
+        if self.link is None:
+            return False
+        topic = self.link.topics.down(command.envelope["vin"], "command")
+        sent = await self.link.publish(topic, _json(command.envelope))
+        if not sent:
+            log.warning("command %s not published now; it will be re-sent", command.id)
+        return sent
+
+
+def _json(payload: dict[str, object]) -> bytes:
+    import json
+
+    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,130 @@
+"""JSON messages between car and cloud. Every message carries the schema version `v` (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class CommandType(StrEnum):
+    LOCK = "LOCK"
+    UNLOCK = "UNLOCK"
+    HONK_FLASH = "HONK_FLASH"
+    CLIMATE_START = "CLIMATE_START"
+    CLIMATE_STOP = "CLIMATE_STOP"
+    DIRECT_CHARGING_START = "DIRECT_CHARGING_START"
+    DIRECT_CHARGING_STOP = "DIRECT_CHARGING_STOP"
+    CHARGE_TARGET = "CHARGE_TARGET"
+    # Not a remote service: asks the car to report its full state now (RMT-2 current overview).
+    WAKE = "WAKE"
+
+
+class AckState(StrEnum):
+    DELIVERED = "delivered"
+    PERFORMED = "performed"
+    ERROR = "error"
+
+
+class Network(StrEnum):
+    LTE = "LTE"
+    UMTS = "3G"
+    EDGE = "EDGE"
+    WIFI = "WIFI"
+    NONE = "NONE"
+
+
+class RefusalReason(StrEnum):
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    EXPIRED = "EXPIRED"
+    REPLAYED = "REPLAYED"
+    WRONG_VEHICLE = "WRONG_VEHICLE"
+    NOT_SUPPORTED = "NOT_SUPPORTED"
+    PRIVACY_MODE = "PRIVACY_MODE"
+    REMOTE_ACCESS_DISABLED = "REMOTE_ACCESS_DISABLED"
+    INVALID_PARAMETERS = "INVALID_PARAMETERS"
+    NOT_POSSIBLE = "NOT_POSSIBLE"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class Command(Message):
+    """Cloud -> car. Signed; the car refuses it when the signature, VIN, expiry or id do not hold."""
+
+    id: str = Field(min_length=8, max_length=64)
+    vin: str = Field(min_length=17, max_length=17)
+    type: CommandType
+    params: dict[str, Any] = Field(default_factory=dict)
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    kid: str = Field(min_length=1, max_length=64)
+    sig: str = ""
+
+
+class Ack(Message):
+    """Car -> cloud: what became of a command."""
+
+    command_id: str = Field(min_length=8, max_length=64)
+    state: AckState
+    reason: str | None = Field(default=None, max_length=200)
+    at: dt.datetime
+
+
+class Telemetry(Message):
+    """Car -> cloud: measured values, each under its key with its own measurement time."""
+
+    at: dt.datetime
+    values: dict[str, dict[str, Any]] = Field(max_length=64)
+
+
+class Connection(Message):
+    """Car -> cloud, retained; the car's last will publishes online=false."""
+
+    online: bool
+    network: Network = Network.NONE
+    at: dt.datetime | None = None
+
+
+class Request(Message):
+    """Car -> cloud: something only the cloud can decide, such as a pairing code typed into the car."""
+
+    id: str = Field(min_length=8, max_length=64)
+    kind: Literal["pair"]
+    code: str = Field(pattern=r"^[0-9]{8}$")
+
+
+class Reply(Message):
+    """Cloud -> car: the answer to a Request."""
+
+    request_id: str
+    ok: bool
+    error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+# Telemetry keys (our own vocabulary, close to COVESA VSS; value fields per key in docs/protocol.md).
+TELEMETRY_KEYS = frozenset(
+    {
+        "battery",
+        "fuel",
+        "range",
+        "mileage",
+        "lock",
+        "doors",
+        "location",
+        "charging",
+        "climate",
+        "tyres",
+        "privacy",
+        "remote_access",
+        "parking",
+    }
+)

@@ -1,0 +1,53 @@
+"""Ed25519 signatures over canonical JSON, for commands the car must be able to trust."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from carlink.protocol.messages import Command
+
+
+def canonical_bytes(payload: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the bytes that are signed (docs/protocol.md, 'Signing')."""
+    body = {k: v for k, v in payload.items() if k != "sig"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return _b64(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(_unb64(text))
+
+
+def sign_command(command: Command, key: Ed25519PrivateKey) -> Command:
+    payload = command.model_dump(mode="json")
+    return command.model_copy(update={"sig": _b64(key.sign(canonical_bytes(payload)))})
+
+
+def verify_command(payload: dict[str, Any], keys: dict[str, Ed25519PublicKey]) -> bool:
+    """True when payload['sig'] is a signature of a trusted key named by payload['kid']."""
+    key = keys.get(str(payload.get("kid", "")))
+    sig = payload.get("sig")
+    if key is None or not isinstance(sig, str):
+        return False
+    try:
+        key.verify(_unb64(sig), canonical_bytes(payload))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

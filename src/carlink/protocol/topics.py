@@ -1,0 +1,49 @@
+"""Topic names. Cars write only under .../{vin}/up/ and read only under .../{vin}/down/ (broker ACL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERSION = "v1"
+
+UP_ACK = "ack"
+UP_TELEMETRY = "telemetry"
+UP_CONNECTION = "connection"
+UP_REQUEST = "request"
+DOWN_COMMAND = "command"
+DOWN_REPLY = "reply"
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "carlink"
+
+    def vehicle(self, vin: str) -> str:
+        return f"{self.prefix}/{VERSION}/{vin}"
+
+    def up(self, vin: str, kind: str) -> str:
+        return f"{self.vehicle(vin)}/up/{kind}"
+
+    def down(self, vin: str, kind: str) -> str:
+        return f"{self.vehicle(vin)}/down/{kind}"
+
+    def all_uplinks(self, shared_group: str = "") -> str:
+        topic = f"{self.prefix}/{VERSION}/+/up/#"
+        return f"$share/{shared_group}/{topic}" if shared_group else topic
+
+    def parse_uplink(self, topic: str) -> tuple[str, str] | None:
+        """(vin, kind) of an uplink topic, or None for anything else."""
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        if len(parts) != len(head) + 4 or parts[: len(head)] != head:
+            return None
+        version, vin, direction, kind = parts[len(head) :]
+        if version != VERSION or direction != "up":
+            return None
+        return vin, kind
+
+    def car_read_pattern(self, user_placeholder: str = "%u") -> str:
+        return f"{self.prefix}/{VERSION}/{user_placeholder}/down/#"
+
+    def car_write_pattern(self, user_placeholder: str = "%u") -> str:
+        return f"{self.prefix}/{VERSION}/{user_placeholder}/up/#"

@@ -1,0 +1,412 @@
+"""Use cases of remote services: send a command, the PIN challenge, acks from the car, expiry, wake-up."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.db.base import utcnow
+from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, NotFound, TooManyRequests, Unauthorised
+from carlink.garage.service import GarageEntry
+from carlink.identity.models import Account
+from carlink.identity.service import verify_secret
+from carlink.protocol.catalogue import Engine
+from carlink.protocol.messages import Ack, Command, CommandType
+from carlink.protocol.signing import public_key_text, sign_command
+from carlink.remote.models import AuditEntry, CommandSigningKey, PinChallenge, RemoteCommand, WakeUp
+from carlink.remote.rules import CommandState, can_move, is_terminal
+from carlink.settings import Settings
+
+CHALLENGE_SECONDS = 120
+REMOTE_SERVICES = frozenset(CommandType) - {CommandType.WAKE}
+
+
+class CommandSigner:
+    """The fleet's Ed25519 key, loaded from the database so every instance signs with the same key."""
+
+    def __init__(self) -> None:
+        self.kid = ""
+        self._key: Ed25519PrivateKey | None = None
+        self.public_keys: dict[str, str] = {}
+
+    async def load(self, session: AsyncSession) -> None:
+        rows = list(await session.scalars(select(CommandSigningKey).order_by(CommandSigningKey.created_at)))
+        if not any(row.retired_at is None for row in rows):
+            rows.append(await self.rotate(session))
+        self.public_keys = {row.kid: row.public_key for row in rows}
+        current = next(row for row in reversed(rows) if row.retired_at is None)
+        self.kid = current.kid
+        self._key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(current.private_key))
+
+    async def rotate(self, session: AsyncSession) -> CommandSigningKey:
+        key = Ed25519PrivateKey.generate()
+        for old in await session.scalars(select(CommandSigningKey).where(CommandSigningKey.retired_at.is_(None))):
+            old.retired_at = utcnow()
+        row = CommandSigningKey(
+            kid=f"fleet-{uuid.uuid4().hex[:8]}",
+            private_key=base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())).decode(),
+            public_key=public_key_text(key.public_key()),
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+    def sign(self, command: Command) -> Command:
+        if self._key is None:
+            raise RuntimeError("CommandSigner.load() was not called")
+        return sign_command(command.model_copy(update={"kid": self.kid}), self._key)
+
+
+def checked_params(entry: GarageEntry, kind: CommandType, raw: dict[str, Any]) -> dict[str, Any]:
+    """Validates what a command carries; the car checks again."""
+    if kind is CommandType.HONK_FLASH:
+        mode = str(raw.get("mode", "HONK_AND_FLASH")).upper()
+        if mode not in ("HONK_AND_FLASH", "FLASH"):
+            raise CarlinkError("mode is HONK_AND_FLASH or FLASH", code="invalid_parameters")
+        return {"mode": mode}
+    if kind is CommandType.CLIMATE_START:
+        try:
+            temperature = round(float(raw.get("target_temperature_c", 21.0)), 1)
+        except (TypeError, ValueError) as exc:
+            raise CarlinkError("target_temperature_c is a number", code="invalid_parameters") from exc
+        if not 15.0 <= temperature <= 30.0:
+            raise CarlinkError("target temperature is between 15 and 30 °C", code="invalid_parameters")
+        zones = raw.get("zones") or {}
+        if not isinstance(zones, dict) or not all(isinstance(v, bool) for v in zones.values()):
+            raise CarlinkError("zones maps seat zones to true or false", code="invalid_parameters")
+        return {"target_temperature_c": temperature, "zones": {str(k): v for k, v in zones.items()}}
+    if kind is CommandType.CHARGE_TARGET:
+        soc = raw.get("target_soc")
+        if not isinstance(soc, int) or isinstance(soc, bool) or not 25 <= soc <= 100:
+            raise CarlinkError("target_soc is a whole percentage from 25 to 100", code="invalid_parameters")
+        return {"target_soc": soc}
+    return {}
+
+
+def _require_remote_access(entry: GarageEntry) -> None:
+    vehicle = entry.vehicle
+    if not entry.is_main_user:
+        # REQ: VEH-4 — remote access is for the main user only.
+        raise Forbidden("remote services are for the vehicle's main user", code="main_user_only")
+    if vehicle.privacy_mode:
+        # REQ: VEH-6
+        raise Conflict("privacy mode is on in the car, so remote services are off", code="privacy_mode")
+    if entry.model.remote_access_authorisation_required and not vehicle.remote_access_authorised:
+        # REQ: VEH-5
+        raise Conflict(
+            "remote access is not authorised in the car; enable it in the car's connect settings",
+            code="remote_access_not_authorised",
+        )
+
+
+def _require_online(entry: GarageEntry) -> None:
+    vehicle = entry.vehicle
+    if not vehicle.online:
+        seen = vehicle.last_seen_at.isoformat() if vehicle.last_seen_at else "never"
+        raise Conflict(
+            f"the vehicle is offline (last seen {seen}); try again when it has a data connection",
+            code="vehicle_offline",
+        )
+
+
+async def send_command(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CommandSigner,
+    entry: GarageEntry,
+    account: Account,
+    kind: CommandType,
+    params: dict[str, Any],
+    *,
+    channel: str,
+) -> RemoteCommand:
+    """Records and signs a remote command; the caller publishes it after the commit."""
+    if kind not in REMOTE_SERVICES:
+        raise CarlinkError(f"{kind} is not a remote service", code="unknown_command")
+    if kind not in entry.model.commands(entry.variant.engine):
+        raise CarlinkError(
+            f"{entry.variant.name} does not support {kind.value.lower().replace('_', ' ')}", code="not_supported"
+        )
+    _require_remote_access(entry)
+    _require_online(entry)
+    return await _record(session, settings, signer, entry, account, kind, checked_params(entry, kind, params), channel)
+
+
+async def _record(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CommandSigner,
+    entry: GarageEntry,
+    account: Account | None,
+    kind: CommandType,
+    params: dict[str, Any],
+    channel: str,
+) -> RemoteCommand:
+    now = utcnow()
+    command_id = str(uuid.uuid4())
+    expires = now + dt.timedelta(seconds=settings.command_ttl_seconds)
+    envelope = signer.sign(
+        Command(
+            id=command_id,
+            vin=entry.vehicle.vin,
+            type=kind,
+            params=params,
+            issued_at=now,
+            expires_at=expires,
+            kid=signer.kid,
+        )
+    )
+    row = RemoteCommand(
+        id=command_id,
+        vehicle_id=entry.vehicle.id,
+        account_id=account.id if account else None,
+        type=kind.value,
+        params=params,
+        channel=channel,
+        created_at=now,
+        expires_at=expires,
+        envelope=envelope.model_dump(mode="json"),
+    )
+    session.add(row)
+    session.add(
+        AuditEntry(
+            account_id=row.account_id,
+            vehicle_id=row.vehicle_id,
+            action="command.accepted",
+            detail={"command_id": command_id, "type": kind.value, "params": params, "channel": channel},
+        )
+    )
+    await session.flush()
+    return row
+
+
+async def get_command(session: AsyncSession, entry: GarageEntry, command_id: str) -> RemoteCommand:
+    row = await session.get(RemoteCommand, command_id) if len(command_id) <= 36 else None
+    if row is None or row.vehicle_id != entry.vehicle.id:
+        raise NotFound("no such command for this vehicle", code="command_not_found")
+    return row
+
+
+async def recent_commands(session: AsyncSession, entry: GarageEntry, limit: int = 20) -> list[RemoteCommand]:
+    rows = await session.scalars(
+        select(RemoteCommand)
+        .where(RemoteCommand.vehicle_id == entry.vehicle.id, RemoteCommand.type != CommandType.WAKE.value)
+        .order_by(RemoteCommand.created_at.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def apply_ack(session: AsyncSession, vehicle_id: int, ack: Ack) -> RemoteCommand | None:
+    """Moves a command along its lifecycle; acks for other cars' or finished commands change nothing."""
+    row = await session.get(RemoteCommand, ack.command_id)
+    if row is None or row.vehicle_id != vehicle_id:
+        return None
+    target = CommandState(ack.state.value)
+    if not can_move(row.state, target):
+        return None
+    row.state = target.value
+    now = utcnow()
+    if target is CommandState.DELIVERED:
+        row.delivered_at = now
+    else:
+        row.finished_at = now
+        row.reason = ack.reason
+        if row.delivered_at is None:
+            row.delivered_at = now
+        session.add(
+            AuditEntry(
+                account_id=row.account_id,
+                vehicle_id=vehicle_id,
+                action=f"command.{target.value}",
+                detail={"command_id": row.id, "type": row.type, "reason": ack.reason},
+            )
+        )
+    return row
+
+
+async def expire_due(session: AsyncSession) -> list[RemoteCommand]:
+    now = utcnow()
+    rows = list(
+        await session.scalars(
+            select(RemoteCommand).where(
+                RemoteCommand.state.in_([CommandState.ACCEPTED.value, CommandState.DELIVERED.value]),
+                RemoteCommand.expires_at <= now,
+            )
+        )
+    )
+    for row in rows:
+        row.state = CommandState.EXPIRED.value
+        row.finished_at = now
+        row.reason = "the car did not answer in time"
+        session.add(
+            AuditEntry(
+                account_id=row.account_id,
+                vehicle_id=row.vehicle_id,
+                action="command.expired",
+                detail={"command_id": row.id, "type": row.type},
+            )
+        )
+    return rows
+
+
+async def undelivered(session: AsyncSession, older_than: dt.timedelta) -> list[RemoteCommand]:
+    """Accepted commands the car has not confirmed: re-sent (same id, same signature) after broker trouble."""
+    now = utcnow()
+    rows = await session.scalars(
+        select(RemoteCommand).where(
+            RemoteCommand.state == CommandState.ACCEPTED.value,
+            RemoteCommand.created_at <= now - older_than,
+            RemoteCommand.expires_at > now,
+        )
+    )
+    return list(rows)
+
+
+# --- security PIN (RMT-1: unlock) -------------------------------------------------------------------------
+
+
+def spin_hash(pin: str, challenge: str) -> str:
+    """The client's answer to a challenge: SHA-512 over the bytes of hex(pin + challenge), upper case."""
+    return hashlib.sha512(bytes.fromhex(pin + challenge)).hexdigest().upper()
+
+
+def _check_pin_lock(account: Account) -> None:
+    if account.pin_locked_until and account.pin_locked_until > utcnow():
+        minutes = int((account.pin_locked_until - utcnow()).total_seconds() // 60) + 1
+        raise Locked(
+            f"the security PIN is locked after repeated wrong entries; try again in {minutes} minutes",
+            code="pin_locked",
+        )
+    if account.pin_hash is None:
+        raise CarlinkError("set a security PIN under Login & security first", code="pin_not_set")
+
+
+async def issue_pin_challenge(session: AsyncSession, entry: GarageEntry, account: Account) -> PinChallenge:
+    _require_remote_access(entry)
+    _check_pin_lock(account)
+    now = utcnow()
+    challenge = PinChallenge(
+        id=str(uuid.uuid4()),
+        challenge=secrets.token_hex(16).upper(),
+        vehicle_id=entry.vehicle.id,
+        account_id=account.id,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=CHALLENGE_SECONDS),
+    )
+    session.add(challenge)
+    await session.flush()
+    return challenge
+
+
+async def verify_pin_answer(
+    session: AsyncSession, settings: Settings, entry: GarageEntry, account: Account, challenge: str, answer: str
+) -> None:
+    """Consumes the challenge (single use) and checks the answer; wrong answers count towards the lock.
+
+    Only an argon2 hash of the PIN is stored: the 10,000 possible PINs are hashed with the challenge to find
+    the one the client used, and that PIN is then checked against the stored hash.
+    """
+    _check_pin_lock(account)
+    row = await session.scalar(
+        select(PinChallenge).where(PinChallenge.challenge == challenge.upper()).with_for_update()
+    )
+    now = utcnow()
+    if row is None or row.account_id != account.id or row.vehicle_id != entry.vehicle.id:
+        raise Unauthorised("unknown PIN challenge; request a new one", code="invalid_challenge")
+    if row.used_at is not None:
+        raise Unauthorised("this PIN challenge was used already; request a new one", code="challenge_used")
+    if row.expires_at <= now:
+        raise Unauthorised("this PIN challenge has expired; request a new one", code="challenge_expired")
+    row.used_at = now
+    answer = answer.strip().upper()
+    pin = next(
+        (f"{n:04d}" for n in range(10_000) if hmac.compare_digest(spin_hash(f"{n:04d}", row.challenge), answer)),
+        None,
+    )
+    assert account.pin_hash is not None
+    if pin is None or not verify_secret(account.pin_hash, pin):
+        account.pin_failures += 1
+        session.add(AuditEntry(account_id=account.id, vehicle_id=entry.vehicle.id, action="pin.wrong", detail={}))
+        if account.pin_failures >= settings.pin_failures_before_lock:
+            account.pin_locked_until = now + dt.timedelta(minutes=settings.pin_lock_minutes)
+            account.pin_failures = 0
+            raise Locked(
+                f"wrong security PIN; it is now locked for {settings.pin_lock_minutes} minutes", code="pin_locked"
+            )
+        left = settings.pin_failures_before_lock - account.pin_failures
+        raise Unauthorised(f"wrong security PIN; {left} tries left before it locks", code="wrong_pin")
+    account.pin_failures = 0
+
+
+async def unlock_with_pin(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CommandSigner,
+    entry: GarageEntry,
+    account: Account,
+    pin: str,
+    *,
+    channel: str,
+) -> RemoteCommand:
+    """The portal's unlock: the same single-use challenge and lockout, answered on the server side."""
+    if not (len(pin) == 4 and pin.isdigit()):
+        raise CarlinkError("the security PIN has 4 digits", code="invalid_pin_format")
+    challenge = await issue_pin_challenge(session, entry, account)
+    await verify_pin_answer(session, settings, entry, account, challenge.challenge, spin_hash(pin, challenge.challenge))
+    return await send_command(session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel)
+
+
+async def send_unlock(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CommandSigner,
+    entry: GarageEntry,
+    account: Account,
+    *,
+    challenge: str,
+    answer: str,
+    channel: str,
+) -> RemoteCommand:
+    _require_remote_access(entry)
+    await verify_pin_answer(session, settings, entry, account, challenge, answer)
+    return await send_command(session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel)
+
+
+# --- wake-up (RMT-2) --------------------------------------------------------------------------------------
+
+
+async def request_wake(
+    session: AsyncSession, settings: Settings, signer: CommandSigner, entry: GarageEntry, account: Account
+) -> RemoteCommand:
+    """Asks the car for its full state now; at most once per interval per vehicle (12 V battery)."""
+    if entry.vehicle.privacy_mode and entry.model.privacy_scope.value == "all_services":
+        raise Conflict("privacy mode is on in the car", code="privacy_mode")
+    _require_online(entry)
+    now = utcnow()
+    row = await session.get(WakeUp, entry.vehicle.id, with_for_update=True)
+    interval = dt.timedelta(seconds=settings.wake_interval_seconds)
+    if row is not None and row.last_wake_at + interval > now:
+        wait = int((row.last_wake_at + interval - now).total_seconds()) + 1
+        raise TooManyRequests(
+            f"the car was woken moments ago; fresh data again in {wait} s", retry_after=wait, code="wake_rate_limited"
+        )
+    if row is None:
+        session.add(WakeUp(vehicle_id=entry.vehicle.id, last_wake_at=now))
+    else:
+        row.last_wake_at = now
+    return await _record(session, settings, signer, entry, account, CommandType.WAKE, {}, "wake")
+
+
+def engine_of(entry: GarageEntry) -> Engine:
+    return entry.variant.engine

@@ -1,0 +1,72 @@
+"""Every setting, from CARLINK_* environment variables or carlink.toml."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARLINK_", toml_file="carlink.toml", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./carlink.db"
+    # mqtt://user:password@host:port — the gateway's own account on the broker.
+    mqtt_url: str = "mqtt://carlink-gateway@127.0.0.1:1883"
+    # Prefix in front of every topic, so several carlink worlds can share one broker.
+    mqtt_topic_prefix: str = "carlink"
+    # MQTT 5 shared-subscription group; empty runs a single gateway with plain subscriptions.
+    mqtt_shared_group: str = ""
+    base_url: str = "http://127.0.0.1:8080"
+    # Secret behind session cookies, per-car broker passwords and the gateway's broker password.
+    secret_key: str = Field(default="change-me-carlink-development-secret", min_length=16)
+    # Seconds a remote command may wait for the car before it expires (RMT-1).
+    command_ttl_seconds: int = 60
+    # Minimum seconds between two wake-ups of one car (RMT-2: waking costs the 12 V battery).
+    wake_interval_seconds: int = 60
+    # Seconds a current-overview request waits for the woken car to report.
+    wake_wait_seconds: float = 8.0
+    access_token_seconds: int = 3600
+    refresh_token_days: int = 365
+    # ISO 3166 countries where people may register without a dealer invitation (ACC-3).
+    self_registration_countries: list[str] = ["DE", "GB", "JP", "US", "NL", "AT", "CH"]
+    # Sign-in guessing protection (ACC-7).
+    login_failures_before_delay: int = 3
+    login_failures_before_lock: int = 10
+    login_lock_minutes: int = 15
+    login_failures_per_source_per_10min: int = 50
+    pin_failures_before_lock: int = 3
+    pin_lock_minutes: int = 60
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return self.model_copy(update=changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.database_url.split("///", 1)[1])
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

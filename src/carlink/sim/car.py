@@ -1,0 +1,301 @@
+"""One simulated car: connects with its own broker account, verifies and executes signed commands,
+reports telemetry and connection state, and lets a test or the demo act in the car (pairing code,
+privacy mode, remote-access authorisation, data connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+
+from carlink.protocol import topics as kinds
+from carlink.protocol.catalogue import find_variant
+from carlink.protocol.messages import (
+    Ack,
+    AckState,
+    Command,
+    CommandType,
+    Connection,
+    Network,
+    RefusalReason,
+    Reply,
+    Request,
+    Telemetry,
+)
+from carlink.protocol.signing import load_public_key, verify_command
+from carlink.protocol.transport import BrokerAddress, make_client
+from carlink.sim.state import CarState
+
+log = logging.getLogger("carlink.sim")
+SEEN_COMMANDS = 512
+
+
+@dataclass(frozen=True)
+class CarSpec:
+    vin: str
+    variant_code: str
+    password: str
+    country: str = "DE"
+
+
+class SimulatedCar:
+    def __init__(
+        self,
+        spec: CarSpec,
+        *,
+        broker_url: str,
+        prefix: str,
+        trusted_keys: dict[str, str],
+        network: Network = Network.LTE,
+        perform_delay: float = 0.0,
+        report_interval: float = 300.0,
+    ) -> None:
+        self.spec = spec
+        self.vin = spec.vin
+        self.model, self.variant = find_variant(spec.variant_code)
+        self.state = CarState.for_vehicle(spec.vin, self.model, self.variant, spec.country)
+        self.address = BrokerAddress.parse(broker_url)
+        self.topics = kinds.Topics(prefix)
+        self.keys: dict[str, Ed25519PublicKey] = {kid: load_public_key(k) for kid, k in trusted_keys.items()}
+        self.network = network
+        self.perform_delay = perform_delay
+        self.report_interval = report_interval
+        self.clock_offset = dt.timedelta()
+        self.data_on = True
+        self.connected = asyncio.Event()
+        self.executed: list[Command] = []
+        self.refused: list[tuple[str, str]] = []
+        self._seen: OrderedDict[str, Ack] = OrderedDict()
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._replies: dict[str, asyncio.Future[Reply]] = {}
+        self._stopping = False
+
+    # --- life cycle --------------------------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.clock_offset
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"car-{self.vin}")
+
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Turns the car off; graceful publishes 'offline', otherwise the broker's last will does."""
+        self._stopping = True
+        if graceful and self._client is not None and self.connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await self._publish(kinds.UP_CONNECTION, Connection(online=False, at=self.now()), retain=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.connected.clear()
+
+    async def wait_connected(self, timeout: float = 15.0) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    def _will(self) -> aiomqtt.Will:
+        payload = Connection(online=False, network=Network.NONE).model_dump_json().encode()
+        return aiomqtt.Will(self.topics.up(self.vin, kinds.UP_CONNECTION), payload, qos=1, retain=True)
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                client = make_client(
+                    self.address,
+                    username=self.vin,
+                    password=self.spec.password,
+                    identifier=f"car-{self.vin}",
+                    will=self._will(),
+                )
+                async with client:
+                    self._client = client
+                    await client.subscribe(self.topics.down(self.vin, "#"), qos=1)
+                    await self._publish(
+                        kinds.UP_CONNECTION, Connection(online=True, network=self.network, at=self.now()), retain=True
+                    )
+                    await self.report()
+                    self.connected.set()
+                    delay = 0.2
+                    reporter = asyncio.create_task(self._report_periodically())
+                    try:
+                        async for message in client.messages:
+                            await self._on_message(str(message.topic), message.payload)
+                    finally:
+                        reporter.cancel()
+            except aiomqtt.MqttError as exc:
+                if not self._stopping:
+                    log.debug("car %s lost the broker: %s", self.vin, exc)
+            finally:
+                self.connected.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _report_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            await self.report()
+
+    async def _publish(self, kind: str, message: Ack | Telemetry | Connection | Request, *, retain: bool = False) -> None:
+        if self._client is None:
+            raise aiomqtt.MqttError("not connected")
+        await self._client.publish(
+            self.topics.up(self.vin, kind), message.model_dump_json().encode(), qos=1, retain=retain, timeout=10
+        )
+
+    async def publish_raw(self, topic: str, payload: bytes) -> None:
+        """For tests of what the cloud does with garbage or with another car's topics."""
+        if self._client is None:
+            raise aiomqtt.MqttError("not connected")
+        await self._client.publish(topic, payload, qos=1, timeout=10)
+
+    async def report(self, keys: frozenset[str] | None = None) -> None:
+        await self._publish(kinds.UP_TELEMETRY, Telemetry(at=self.now(), values=self.state.values(keys)))
+
+    # --- commands ----------------------------------------------------------------------------------------
+
+    async def _on_message(self, topic: str, payload: Any) -> None:
+        if topic == self.topics.down(self.vin, kinds.DOWN_COMMAND):
+            await self._on_command(bytes(payload))
+        elif topic == self.topics.down(self.vin, kinds.DOWN_REPLY):
+            with contextlib.suppress(ValueError, ValidationError):
+                reply = Reply.model_validate_json(bytes(payload))
+                future = self._replies.pop(reply.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+
+    async def _on_command(self, payload: bytes) -> None:
+        try:
+            raw = json.loads(payload)
+            command = Command.model_validate(raw)
+        except (ValueError, ValidationError):
+            self.refused.append(("?", "MALFORMED"))
+            return
+        previous = self._seen.get(command.id)
+        if previous is not None:
+            # A re-sent or replayed command: never executed twice; the outcome is reported again.
+            self.refused.append((command.id, RefusalReason.REPLAYED.value))
+            await self._publish(kinds.UP_ACK, previous)
+            return
+        refusal = self._check(command, raw)
+        if refusal is not None:
+            self.refused.append((command.id, refusal.value))
+            if refusal in (RefusalReason.BAD_SIGNATURE, RefusalReason.WRONG_VEHICLE):
+                return  # not from our cloud, or not for us: say nothing
+            await self._finish(command, AckState.ERROR, refusal.value)
+            return
+        await self._publish(kinds.UP_ACK, Ack(command_id=command.id, state=AckState.DELIVERED, at=self.now()))
+        if self.perform_delay:
+            await asyncio.sleep(self.perform_delay)
+        error = self._execute(command)
+        if command.type is CommandType.WAKE:
+            await self.report()
+        elif error is None:
+            await self.report(_touched(command.type))
+        self.executed.append(command)
+        await self._finish(command, AckState.ERROR if error else AckState.PERFORMED, error)
+
+    async def _finish(self, command: Command, state: AckState, reason: str | None) -> None:
+        ack = Ack(command_id=command.id, state=state, reason=reason, at=self.now())
+        self._seen[command.id] = ack
+        while len(self._seen) > SEEN_COMMANDS:
+            self._seen.popitem(last=False)
+        await self._publish(kinds.UP_ACK, ack)
+
+    def _check(self, command: Command, raw: dict[str, Any]) -> RefusalReason | None:
+        if not verify_command(raw, self.keys):
+            return RefusalReason.BAD_SIGNATURE
+        if command.vin != self.vin:
+            return RefusalReason.WRONG_VEHICLE
+        if command.expires_at <= self.now():
+            return RefusalReason.EXPIRED
+        if command.type not in self.model.commands(self.variant.engine):
+            return RefusalReason.NOT_SUPPORTED
+        if command.type is not CommandType.WAKE:
+            if self.state.privacy_mode:
+                return RefusalReason.PRIVACY_MODE
+            if not self.state.remote_access:
+                return RefusalReason.REMOTE_ACCESS_DISABLED
+        return None
+
+    def _execute(self, command: Command) -> str | None:
+        state, params = self.state, command.params
+        match command.type:
+            case CommandType.LOCK:
+                if any(state.doors_open.values()):
+                    return RefusalReason.NOT_POSSIBLE.value + ": a door is open"
+                state.locked = True
+            case CommandType.UNLOCK:
+                state.locked = False
+            case CommandType.CLIMATE_START:
+                state.climate_on = True
+                state.climate_temperature = float(params.get("target_temperature_c", 21.0))
+                state.climate_zones.update({k: bool(v) for k, v in dict(params.get("zones", {})).items()})
+            case CommandType.CLIMATE_STOP:
+                state.climate_on = False
+            case CommandType.DIRECT_CHARGING_START:
+                if not state.plugged:
+                    return RefusalReason.NOT_POSSIBLE.value + ": the charging cable is not plugged in"
+                state.charging_mode = "DIRECT"
+            case CommandType.DIRECT_CHARGING_STOP:
+                state.charging_mode = "PROFILE"
+            case CommandType.CHARGE_TARGET:
+                soc = params.get("target_soc")
+                if not isinstance(soc, int) or not 25 <= soc <= 100:
+                    return RefusalReason.INVALID_PARAMETERS.value
+                state.target_soc = soc
+            case CommandType.HONK_FLASH | CommandType.WAKE:
+                pass
+        return None
+
+    # --- what a person does in the car -------------------------------------------------------------------
+
+    async def enter_pairing_code(self, code: str, timeout: float = 10.0) -> Reply:
+        request = Request(id=uuid.uuid4().hex, kind="pair", code=code)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._replies[request.id] = future
+        await self._publish(kinds.UP_REQUEST, request)
+        return await asyncio.wait_for(future, timeout)
+
+    async def set_privacy_mode(self, enabled: bool) -> None:
+        self.state.privacy_mode = enabled
+        await self.report(frozenset({"privacy", "location"}))
+
+    async def set_remote_access(self, authorised: bool) -> None:
+        self.state.remote_access = authorised
+        await self.report(frozenset({"remote_access"}))
+
+    async def set_data_connection(self, on: bool) -> None:
+        """Data off stops all connectivity (VEH-6); on connects again."""
+        if on == self.data_on:
+            return
+        self.data_on = on
+        if on:
+            await self.start()
+        else:
+            await self.stop()
+
+
+def _touched(kind: CommandType) -> frozenset[str]:
+    return {
+        CommandType.LOCK: frozenset({"lock", "doors"}),
+        CommandType.UNLOCK: frozenset({"lock", "doors"}),
+        CommandType.CLIMATE_START: frozenset({"climate"}),
+        CommandType.CLIMATE_STOP: frozenset({"climate"}),
+        CommandType.DIRECT_CHARGING_START: frozenset({"charging"}),
+        CommandType.DIRECT_CHARGING_STOP: frozenset({"charging"}),
+        CommandType.CHARGE_TARGET: frozenset({"charging"}),
+    }.get(kind, frozenset())

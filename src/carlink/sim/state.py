@@ -1,0 +1,123 @@
+"""A simulated car's state, model-dependent and deterministic per VIN."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from carlink.protocol.catalogue import Engine, ModelProfile, Variant
+
+CITIES = {
+    "DE": (48.7758, 9.1829),
+    "JP": (35.6762, 139.6503),
+    "GB": (51.5072, -0.1276),
+    "US": (34.0522, -118.2437),
+    "FR": (48.8566, 2.3522),
+}
+WHEELS = ("front_left", "front_right", "rear_left", "rear_right")
+DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front", "lid_rear", "sunroof")
+
+
+@dataclass
+class CarState:
+    engine: Engine
+    measurements: frozenset[str]
+    locked: bool = True
+    doors_open: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(DOORS, False))
+    battery: float = 0.0
+    fuel: float = 0.0
+    mileage: int = 0
+    lat: float = 0.0
+    lon: float = 0.0
+    heading: int = 0
+    plugged: bool = False
+    charging_mode: str = "PROFILE"
+    target_soc: int = 80
+    climate_on: bool = False
+    climate_temperature: float = 21.0
+    climate_zones: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(WHEELS, False))
+    tyres: dict[str, float] = field(default_factory=dict)
+    privacy_mode: bool = False
+    remote_access: bool = True
+    parking_brake: bool = True
+    parking_light: bool = False
+
+    @classmethod
+    def for_vehicle(cls, vin: str, model: ModelProfile, variant: Variant, country: str = "DE") -> CarState:
+        rng = random.Random(vin)
+        lat, lon = CITIES.get(country, CITIES["DE"])
+        state = cls(engine=variant.engine, measurements=model.measurements(variant.engine))
+        state.mileage = rng.randint(3_000, 90_000)
+        state.lat = round(lat + rng.uniform(-0.05, 0.05), 6)
+        state.lon = round(lon + rng.uniform(-0.05, 0.05), 6)
+        state.heading = rng.randint(0, 359)
+        state.tyres = {wheel: round(rng.uniform(2.5, 2.9), 1) for wheel in WHEELS}
+        if variant.engine is not Engine.COMBUSTION:
+            state.battery = float(rng.randint(35, 90))
+            state.plugged = rng.random() < 0.5
+        if variant.engine is not Engine.BEV:
+            state.fuel = float(rng.randint(20, 95))
+        return state
+
+    @property
+    def e_range_km(self) -> int:
+        per_percent = 4.3 if self.engine is Engine.BEV else 0.45
+        return int(self.battery * per_percent)
+
+    @property
+    def charging_status(self) -> str:
+        if not self.plugged:
+            return "NOT_PLUGGED"
+        if self.battery >= (100 if self.charging_mode == "DIRECT" else self.target_soc):
+            return "CHARGING_COMPLETED"
+        return "CHARGING"
+
+    def values(self, keys: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Telemetry values in the protocol vocabulary (docs/protocol.md), for the model's measurements."""
+        wanted = self.measurements if keys is None else self.measurements & keys
+        values: dict[str, dict[str, Any]] = {}
+        builders = {
+            "battery": lambda: {"percent": int(self.battery)},
+            "fuel": lambda: {"percent": int(self.fuel)},
+            "range": self._range,
+            "mileage": lambda: {"km": self.mileage},
+            "lock": lambda: {"locked": self.locked},
+            "doors": lambda: {"open": dict(self.doors_open)},
+            "location": lambda: {"lat": self.lat, "lon": self.lon, "heading": self.heading},
+            "charging": self._charging,
+            "climate": lambda: {
+                "active": self.climate_on,
+                "target_temperature_c": self.climate_temperature,
+                "remaining_min": 30 if self.climate_on else 0,
+                "zones": dict(self.climate_zones),
+            },
+            "tyres": lambda: {w: {"bar": bar, "target_bar": 2.7} for w, bar in self.tyres.items()},
+            "privacy": lambda: {"enabled": self.privacy_mode},
+            "remote_access": lambda: {"authorised": self.remote_access},
+            "parking": lambda: {"brake_on": self.parking_brake, "light_on": self.parking_light},
+        }
+        for key in sorted(wanted):
+            if key == "location" and self.privacy_mode:
+                continue  # REQ: VEH-6 — the car withholds its position in privacy mode
+            values[key] = builders[key]()
+        return values
+
+    def _range(self) -> dict[str, Any]:
+        fuel_km = int(self.fuel * 6.5) if self.engine is not Engine.BEV else 0
+        electric = self.e_range_km if self.engine is not Engine.COMBUSTION else 0
+        return {"total_km": fuel_km + electric, "electric_km": electric, "fuel_km": fuel_km}
+
+    def _charging(self) -> dict[str, Any]:
+        status = self.charging_status
+        power = 11.0 if status == "CHARGING" else 0.0
+        return {
+            "plugged": self.plugged,
+            "status": status,
+            "mode": self.charging_mode,
+            "target_soc": self.target_soc,
+            "power_kw": power,
+            "rate_km_per_min": round(power / 20 * 1.6, 2) if power else 0.0,
+            "target_at": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat() if power else None,
+        }

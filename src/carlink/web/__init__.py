@@ -1,0 +1,1 @@
+"""Templates, static files and the portal's pages."""
