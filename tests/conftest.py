@@ -15,8 +15,10 @@ _postgres = PostgresDatabases()
 
 # Each stack test runs twice: SQLite with the embedded broker (the demo's set-up) and PostgreSQL with
 # Mosquitto (production's), so both databases and both brokers are proven on every behaviour.
-STACKS = [pytest.param(("sqlite", "embedded"), id="sqlite-embedded"),
-          pytest.param(("postgres", "mosquitto"), id="postgres-mosquitto")]
+STACKS = [
+    pytest.param(("sqlite", "embedded"), id="sqlite-embedded"),
+    pytest.param(("postgres", "mosquitto"), id="postgres-mosquitto"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +46,7 @@ async def _database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
 @pytest.fixture(params=STACKS)
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
     db_kind, broker_kind = request.param
-    overrides = getattr(request, "node").get_closest_marker("stack_settings")
+    overrides = request.node.get_closest_marker("stack_settings")
     settings = overrides.kwargs if overrides else {}
     async for url in _database(db_kind, tmp_path):
         async with running_stack(url, broker_kind, tmp_path, **settings) as running:

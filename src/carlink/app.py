@@ -32,6 +32,7 @@ from carlink.identity import oidc
 from carlink.identity.tokens import TokenIssuer
 from carlink.jobs.scheduler import run_forever
 from carlink.platform import ROLES, Platform
+from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
 from carlink.settings import Settings
 from carlink.web import pages
@@ -52,18 +53,14 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
     if platform.roles & {"api", "gateway", "jobs"}:
         handler = None
         if "gateway" in platform.roles:
-            handler = UplinkHandler(platform.db, platform.hub, _reply(platform), _topics(settings))
+            handler = UplinkHandler(
+                platform.db, platform.hub, _reply(platform), Topics(settings.mqtt_topic_prefix)
+            )
         platform.link = CloudLink(settings, handler=handler, name="-".join(sorted(platform.roles)))
         await platform.link.start()
     if "jobs" in platform.roles:
         tasks.append(asyncio.create_task(run_forever(platform), name="jobs"))
     return tasks
-
-
-def _topics(settings: Settings):  # type: ignore[no-untyped-def]
-    from carlink.protocol.topics import Topics
-
-    return Topics(settings.mqtt_topic_prefix)
 
 
 def _reply(platform: Platform) -> Callable[[str, bytes], Awaitable[bool]]:
@@ -86,7 +83,11 @@ async def stop_platform(platform: Platform, tasks: list[asyncio.Task[None]]) -> 
 
 
 def create_app(
-    settings: Settings, *, roles: frozenset[str] = ROLES, migrate: bool = True, platform: Platform | None = None
+    settings: Settings,
+    *,
+    roles: frozenset[str] = ROLES,
+    migrate: bool = True,
+    platform: Platform | None = None,
 ) -> FastAPI:
     platform = platform or Platform(settings=settings, db=Database(settings.database_url), roles=roles)
 
@@ -101,7 +102,9 @@ def create_app(
     app = FastAPI(
         title="carlink API",
         version=__version__,
-        description="Our own API (/api/v1) and the compatibility facade of the maker's app API (/app/connect/v1).",
+        description=(
+            "Our own API (/api/v1) and the compatibility facade of the maker's app API (/app/connect/v1)."
+        ),
         lifespan=lifespan,
     )
     app.state.platform = platform
@@ -129,7 +132,9 @@ def create_app(
             async with platform.db.session() as session:
                 await session.execute(text("SELECT 1"))
                 checks["database"] = True
-        return JSONResponse({"ready": all(checks.values()), **checks}, status_code=200 if all(checks.values()) else 503)
+        return JSONResponse(
+            {"ready": all(checks.values()), **checks}, status_code=200 if all(checks.values()) else 503
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -144,7 +149,9 @@ def error_body(code: str, message: str) -> dict[str, object]:
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    return not path.startswith(("/api/", "/app/", "/oauth/")) and "text/html" in request.headers.get("accept", "")
+    return not path.startswith(("/api/", "/app/", "/oauth/")) and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -154,13 +161,17 @@ def _install_handlers(app: FastAPI) -> None:
             return compat_api.compat_error(error)
         if _wants_html(request):
             return pages.error_page(request, error)
-        return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+        return JSONResponse(
+            error_body(error.code, error.message), status_code=error.status, headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
-            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"), status_code=400)
+            return JSONResponse(
+                error_body("invalid_json", "the request body is not valid JSON"), status_code=400
+            )
         details = [
             {"field": ".".join(str(part) for part in p.get("loc", ())[1:]), "problem": p.get("msg", "")}
             for p in problems
@@ -174,9 +185,13 @@ def _install_handlers(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(error.status_code, "http_error")
         if request.url.path.startswith("/app/"):
-            return compat_api.compat_error(CarlinkError(str(error.detail), code=code, status=error.status_code))
+            return compat_api.compat_error(
+                CarlinkError(str(error.detail), code=code, status=error.status_code)
+            )
         if _wants_html(request):
-            return pages.error_page(request, CarlinkError(str(error.detail), code=code, status=error.status_code))
+            return pages.error_page(
+                request, CarlinkError(str(error.detail), code=code, status=error.status_code)
+            )
         return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
 
     @app.exception_handler(Exception)
@@ -187,7 +202,9 @@ def _install_handlers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI) -> None:
     @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -238,7 +255,14 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send: Any) -> None:
-    body = json.dumps(error_body("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"))
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        error_body("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body.encode()})

@@ -33,20 +33,28 @@ def demo(
     port: Annotated[int, typer.Option(help="HTTP port of the service")] = 8080,
     mqtt_port: Annotated[int, typer.Option(help="port of the embedded broker; 0 picks a free one")] = 0,
     vehicles: Annotated[int, typer.Option(help="extra simulated cars besides the demo world's")] = 0,
-    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(".carlink-demo"),
-    keep: Annotated[bool, typer.Option(help="keep the data of the last run instead of starting fresh")] = False,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(
+        ".carlink-demo"
+    ),
+    keep: Annotated[
+        bool, typer.Option(help="keep the data of the last run instead of starting fresh")
+    ] = False,
 ) -> None:
     """Start the demo: SQLite, embedded broker, the service and a simulated fleet. Needs nothing installed."""
     from carlink.demo.runner import DemoOptions, run_demo
 
     _logging(Settings(log_level="WARNING"))
-    options = DemoOptions(port=port, mqtt_port=mqtt_port, data_dir=data_dir, extra_vehicles=vehicles, keep=keep)
+    options = DemoOptions(
+        port=port, mqtt_port=mqtt_port, data_dir=data_dir, extra_vehicles=vehicles, keep=keep
+    )
     asyncio.run(run_demo(options, console))
 
 
 @app.command()
 def serve(
-    role: Annotated[list[str] | None, typer.Option(help="api, gateway or jobs; repeat for several; default all")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="api, gateway or jobs; repeat for several; default all")
+    ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
     migrate: Annotated[bool, typer.Option(help="apply database migrations at start")] = True,
@@ -69,8 +77,12 @@ def serve(
 @app.command()
 def sim(
     vehicles: Annotated[int, typer.Option(help="number of simulated cars")] = 10,
-    manifest: Annotated[Path | None, typer.Option(help="fleet manifest JSON; default: provision from the DB")] = None,
-    broker_url: Annotated[str | None, typer.Option(help="broker URL the cars use; default from settings")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="fleet manifest JSON; default: provision from the DB")
+    ] = None,
+    broker_url: Annotated[
+        str | None, typer.Option(help="broker URL the cars use; default from settings")
+    ] = None,
     write_manifest: Annotated[Path | None, typer.Option(help="only write the manifest to this file")] = None,
 ) -> None:
     """Run N simulated cars against any broker until Ctrl-C."""
@@ -85,11 +97,11 @@ async def _sim(
     from carlink.sim.fleet import Fleet, Manifest
 
     if manifest_path is not None:
-        manifest = Manifest.load(manifest_path)
+        manifest = await asyncio.to_thread(Manifest.load, manifest_path)
     else:
         manifest = Manifest.from_json(await provision(settings, count, broker_url))
     if write_to is not None:
-        write_to.write_text(json.dumps(manifest.to_json(), indent=2))
+        await asyncio.to_thread(write_to.write_text, json.dumps(manifest.to_json(), indent=2))
         console.print(f"wrote a manifest of {len(manifest.cars)} cars to {write_to}")
         return
     fleet = Fleet(manifest)
@@ -160,7 +172,9 @@ def mosquitto_config(
             await db.dispose()
 
     found = asyncio.run(vins())
-    conf = write_config(directory, secret=settings.secret_key, prefix=settings.mqtt_topic_prefix, vins=found, port=port)
+    conf = write_config(
+        directory, secret=settings.secret_key, prefix=settings.mqtt_topic_prefix, vins=found, port=port
+    )
     console.print(f"wrote {conf} with {len(found)} car accounts")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -38,13 +39,8 @@ class Platform:
         if self.link is None:
             return False
         topic = self.link.topics.down(command.envelope["vin"], "command")
-        sent = await self.link.publish(topic, _json(command.envelope))
+        sent = await self.link.publish(topic, json.dumps(command.envelope, separators=(",", ":")).encode())
         if not sent:
             log.warning("command %s not published now; it will be re-sent", command.id)
         return sent
 
-
-def _json(payload: dict[str, object]) -> bytes:
-    import json
-
-    return json.dumps(payload, separators=(",", ":")).encode()

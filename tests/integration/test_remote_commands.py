@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from carlink.demo import world
 from carlink.remote.service import spin_hash
 from tests.support.stack import NINE_ELEVEN, PANAMERA, TAYCAN, Stack, eventually
@@ -21,10 +19,9 @@ async def _command(client, vin: str, body: dict, wait: float = 10) -> dict:  # t
 
 async def _unlock(client, vin: str, pin: str) -> dict:  # type: ignore[no-untyped-def]
     challenge = (await client.post(f"/api/v1/vehicles/{vin}/pin-challenges")).json()["challenge"]
-    return await _command(client, vin, {"type": "UNLOCK", "spin": {"challenge": challenge,
-                                                                    "hash": spin_hash(pin, challenge)}})
-
-
+    return await _command(
+        client, vin, {"type": "UNLOCK", "spin": {"challenge": challenge, "hash": spin_hash(pin, challenge)}}
+    )
 
 
 async def test_lock_and_unlock_with_pin_change_the_cars_lock_state(stack: Stack) -> None:
@@ -71,9 +68,9 @@ async def test_climate_charging_and_target_follow_the_car(stack: Stack) -> None:
     owner = await stack.as_user(world.OWNER)
     car = stack.fleet[TAYCAN]
     car.state.plugged = True
-    assert (await _command(owner, TAYCAN, {"type": "CLIMATE_START", "params": {"target_temperature_c": 22.5}}))[
-        "state"
-    ] == "performed"
+    assert (
+        await _command(owner, TAYCAN, {"type": "CLIMATE_START", "params": {"target_temperature_c": 22.5}})
+    )["state"] == "performed"
     assert car.state.climate_on and car.state.climate_temperature == 22.5
     assert (await _command(owner, TAYCAN, {"type": "CLIMATE_STOP"}))["state"] == "performed"
     assert (await _command(owner, TAYCAN, {"type": "DIRECT_CHARGING_START"}))["state"] == "performed"
@@ -109,7 +106,9 @@ async def test_strangers_get_the_same_404_for_foreign_and_unknown_vins(stack: St
 
 async def test_commands_unsupported_by_the_model_are_refused(stack: Stack) -> None:
     owner = await stack.as_user(world.OWNER)
-    response = await owner.post(f"/api/v1/vehicles/{NINE_ELEVEN}/commands", json={"type": "DIRECT_CHARGING_START"})
+    response = await owner.post(
+        f"/api/v1/vehicles/{NINE_ELEVEN}/commands", json={"type": "DIRECT_CHARGING_START"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "not_supported"
 
@@ -137,7 +136,9 @@ async def test_remote_access_must_be_authorised_in_the_car(stack: Stack) -> None
 
     async def refused() -> bool:
         response = await owner.post(f"/api/v1/vehicles/{PANAMERA}/commands", json={"type": "HONK_FLASH"})
-        return response.status_code == 409 and response.json()["error"]["code"] == "remote_access_not_authorised"
+        return (
+            response.status_code == 409 and response.json()["error"]["code"] == "remote_access_not_authorised"
+        )
 
     await eventually(refused)
 

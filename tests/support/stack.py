@@ -53,7 +53,9 @@ class Stack:
 
     async def as_user(self, email: str) -> httpx.AsyncClient:
         token = await self.token(email)
-        return httpx.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
 
 
 async def oidc_login(
@@ -130,7 +132,9 @@ async def running_stack(
     )
     platform = Platform(settings=settings, db=db)
     app = create_app(settings, platform=platform, migrate=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     server_task = asyncio.create_task(server.serve())
     fleet: Fleet | None = None
     try:
@@ -141,7 +145,9 @@ async def running_stack(
         assert platform.link is not None
         await platform.link.wait_connected()
         async with db.transaction() as session:
-            manifest = Manifest.from_json(await fleet_manifest(session, settings, broker_url=broker.url, vins=vins))
+            manifest = Manifest.from_json(
+                await fleet_manifest(session, settings, broker_url=broker.url, vins=vins)
+            )
         fleet = Fleet(manifest)
         await fleet.start()
         async with httpx.AsyncClient(base_url=settings.base_url, timeout=30) as http:
@@ -170,7 +176,9 @@ async def wait_until_online(stack: Stack, vins: list[str], timeout: float = 20) 
     async def ready() -> bool:
         async with stack.db.session() as session:
             online = await session.scalar(
-                select(func.count()).select_from(Vehicle).where(Vehicle.vin.in_(vins), Vehicle.online.is_(True))
+                select(func.count())
+                .select_from(Vehicle)
+                .where(Vehicle.vin.in_(vins), Vehicle.online.is_(True))
             )
             reporting = await session.scalar(
                 select(func.count(func.distinct(Measurement.vehicle_id)))

@@ -78,7 +78,9 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
         while not server.started:
             await asyncio.sleep(0.05)
         async with db.transaction() as session:
-            manifest = Manifest.from_json(await fleet_manifest(session, settings, broker_url=broker.url, vins=vins))
+            manifest = Manifest.from_json(
+                await fleet_manifest(session, settings, broker_url=broker.url, vins=vins)
+            )
         fleet = Fleet(manifest, report_interval=60.0)
         await fleet.start()
         _print_welcome(console, settings, broker, cars, len(vins))

@@ -36,13 +36,35 @@ class DemoCar:
 
 
 DEMO_CARS = (
-    DemoCar(make_vin("WP0", "ZZZY1", "P", "S", 100001), "taycan-1", "Y1ADB1", 2023, "", "Frozen Blue", "7a9fc0", True),
-    DemoCar(make_vin("WP0", "ZZZ97", "J", "S", 200002), "panamera-2", "971AE1", 2018, "", "Carrara White", "f2f2ee",
-            True),
-    DemoCar(make_vin("WP0", "ZZZ99", "G", "S", 300003), "911-7", "991110", 2016, "", "Guards Red", "c0141c", False),
+    DemoCar(
+        make_vin("WP0", "ZZZY1", "P", "S", 100001),
+        "taycan-1",
+        "Y1ADB1",
+        2023,
+        "",
+        "Frozen Blue",
+        "7a9fc0",
+        True,
+    ),
+    DemoCar(
+        make_vin("WP0", "ZZZ97", "J", "S", 200002),
+        "panamera-2",
+        "971AE1",
+        2018,
+        "",
+        "Carrara White",
+        "f2f2ee",
+        True,
+    ),
+    DemoCar(
+        make_vin("WP0", "ZZZ99", "G", "S", 300003), "911-7", "991110", 2016, "", "Guards Red", "c0141c", False
+    ),
 )
-SIM_VARIANTS = (("taycan-1", "Y1ADB1", 2022, "ZZZY1", "N"), ("cayenne-3", "9YAAE1", 2020, "ZZZ9Y", "L"),
-                ("macan-2", "95BBA1", 2019, "ZZZ95", "K"))
+SIM_VARIANTS = (
+    ("taycan-1", "Y1ADB1", 2022, "ZZZY1", "N"),
+    ("cayenne-3", "9YAAE1", 2020, "ZZZ9Y", "L"),
+    ("macan-2", "95BBA1", 2019, "ZZZ95", "K"),
+)
 
 
 def demo_pairing_code(vin: str, email: str) -> str:
@@ -68,8 +90,14 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
         vehicle = await garage.vehicle_by_vin(session, car.vin)
         if vehicle is None:
             vehicle = await garage.register_vehicle(
-                session, vin=car.vin, model_key=car.model_key, variant_code=car.variant_code, model_year=car.year,
-                color=car.color, color_hex=car.color_hex, custom_name=car.name,
+                session,
+                vin=car.vin,
+                model_key=car.model_key,
+                variant_code=car.variant_code,
+                model_year=car.year,
+                color=car.color,
+                color_hex=car.color_hex,
+                custom_name=car.name,
             )
         main = await garage.assign_user(
             session, vehicle, owner, garage.MAIN, pairing_code=demo_pairing_code(car.vin, OWNER)

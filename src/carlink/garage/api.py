@@ -8,8 +8,16 @@ from fastapi import APIRouter, Request
 
 from carlink.errors import TooManyRequests
 from carlink.garage import service as garage
-from carlink.garage.schemas import AddUserIn, StatusOut, UserOut, VehicleDetailOut, VehicleOut, connection_out
-from carlink.garage.schemas import users_out, vehicle_out
+from carlink.garage.schemas import (
+    AddUserIn,
+    StatusOut,
+    UserOut,
+    VehicleDetailOut,
+    VehicleOut,
+    connection_out,
+    users_out,
+    vehicle_out,
+)
 from carlink.identity.access import platform_of, require_caller
 from carlink.remote import service as remote
 from carlink.remote.api import wait_for_outcome
@@ -44,7 +52,11 @@ async def add_user(vin: str, body: AddUserIn, request: Request) -> dict[str, Any
         caller = await require_caller(request, session)
         entry = await garage.garage_entry(session, caller.account, vin)
         membership = await garage.add_secondary_user(session, entry, body.email)
-        return {"account_id": membership.account_id, "email": body.email.strip().lower(), "role": membership.role}
+        return {
+            "account_id": membership.account_id,
+            "email": body.email.strip().lower(),
+            "role": membership.role,
+        }
 
 
 @router.delete("/{vin}/users/{account_id}", status_code=204)
@@ -70,7 +82,9 @@ async def vehicle_status(vin: str, request: Request, current: bool = False) -> d
             "vin": entry.vehicle.vin,
             "connection": connection_out(entry),
             "privacy_mode": entry.vehicle.privacy_mode,
-            "values": {k: {"value": r.value, "measured_at": r.measured_at} for k, r in sorted(readings.items())},
+            "values": {
+                k: {"value": r.value, "measured_at": r.measured_at} for k, r in sorted(readings.items())
+            },
         }
 
 
@@ -81,7 +95,9 @@ async def wake_and_wait(request: Request, vin: str, *, quiet: bool = False) -> b
         async with platform.db.transaction() as session:
             caller = await require_caller(request, session)
             entry = await garage.garage_entry(session, caller.account, vin)
-            command = await remote.request_wake(session, platform.settings, platform.signer, entry, caller.account)
+            command = await remote.request_wake(
+                session, platform.settings, platform.signer, entry, caller.account
+            )
     except TooManyRequests:
         if quiet:
             return False

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from carlink.garage.models import VehicleUser
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
-from carlink.garage.models import VehicleUser
 
 
 class ModelOut(BaseModel):

@@ -65,7 +65,9 @@ async def register_vehicle(
     model.variant(variant_code)
     first, last = model.years
     if model_year < first or (last is not None and model_year > last):
-        raise CarlinkError(f"{model.line} {model.generation} was not built in {model_year}", code="invalid_year")
+        raise CarlinkError(
+            f"{model.line} {model.generation} was not built in {model_year}", code="invalid_year"
+        )
     if await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin)) is not None:
         raise Conflict(f"vehicle {vin} is registered already", code="vehicle_exists")
     vehicle = Vehicle(
@@ -84,7 +86,9 @@ async def register_vehicle(
 
 
 async def _new_pairing_code(session: AsyncSession, vehicle_id: int) -> str:
-    taken = set(await session.scalars(select(VehicleUser.pairing_code).where(VehicleUser.vehicle_id == vehicle_id)))
+    taken = set(
+        await session.scalars(select(VehicleUser.pairing_code).where(VehicleUser.vehicle_id == vehicle_id))
+    )
     while True:
         code = f"{secrets.randbelow(10**8):08d}"
         if code not in taken:

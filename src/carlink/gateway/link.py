@@ -11,7 +11,8 @@ import contextlib
 import logging
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiomqtt
 
@@ -27,7 +28,12 @@ UplinkHandler = Callable[[str, str, bytes], Awaitable[None]]
 
 class CloudLink:
     def __init__(
-        self, settings: Settings, *, handler: UplinkHandler | None = None, workers: int = 8, name: str = "cloud"
+        self,
+        settings: Settings,
+        *,
+        handler: UplinkHandler | None = None,
+        workers: int = 8,
+        name: str = "cloud",
     ) -> None:
         self.settings = settings
         self.address = BrokerAddress.parse(settings.mqtt_url)
@@ -36,10 +42,13 @@ class CloudLink:
         self.connected = asyncio.Event()
         self.name = name
         self._client: aiomqtt.Client | None = None
-        self._queues: list[asyncio.Queue[tuple[str, str, bytes]]] = [asyncio.Queue(10_000) for _ in range(workers)]
+        self._queues: list[asyncio.Queue[tuple[str, str, bytes]]] = [
+            asyncio.Queue(10_000) for _ in range(workers)
+        ]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.on_connect: list[Callable[[], Awaitable[None]]] = []
+        self.on_connect: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-mqtt"))
@@ -97,7 +106,9 @@ class CloudLink:
                     delay = 0.2
                     log.info("%s connected to mqtt://%s:%s", self.name, self.address.host, self.address.port)
                     for callback in self.on_connect:
-                        asyncio.create_task(callback())
+                        task = asyncio.create_task(callback())
+                        self._background.add(task)
+                        task.add_done_callback(self._background.discard)
                     async for message in client.messages:
                         await self._dispatch(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:

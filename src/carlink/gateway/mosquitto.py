@@ -76,7 +76,9 @@ def write_config(directory: Path, *, secret: str, prefix: str, vins: Iterable[st
 class MosquittoProcess:
     """A Mosquitto of our own on a free loopback port (the machine's :1883 runs Debian's defaults)."""
 
-    def __init__(self, directory: Path, *, secret: str, prefix: str, vins: Iterable[str], port: int = 0) -> None:
+    def __init__(
+        self, directory: Path, *, secret: str, prefix: str, vins: Iterable[str], port: int = 0
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -93,7 +95,9 @@ class MosquittoProcess:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        conf = write_config(self.directory, secret=self.secret, prefix=self.prefix, vins=self.vins, port=self.port)
+        conf = write_config(
+            self.directory, secret=self.secret, prefix=self.prefix, vins=self.vins, port=self.port
+        )
         log = (self.directory / "mosquitto.log").open("ab")
         self.process = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         _wait_for_port(self.port, self.process)

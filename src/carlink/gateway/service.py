@@ -87,10 +87,19 @@ class UplinkHandler:
         command = await remote.apply_ack(session, vehicle.id, ack)
         if command is None:
             return []
-        return [{"type": "command", "id": command.id, "command": command.type, "state": command.state,
-                 "reason": command.reason}]
+        return [
+            {
+                "type": "command",
+                "id": command.id,
+                "command": command.type,
+                "state": command.state,
+                "reason": command.reason,
+            }
+        ]
 
-    async def _telemetry(self, session: AsyncSession, vehicle: Vehicle, message: Telemetry) -> list[dict[str, Any]]:
+    async def _telemetry(
+        self, session: AsyncSession, vehicle: Vehicle, message: Telemetry
+    ) -> list[dict[str, Any]]:
         privacy = message.values.get("privacy", {}).get("enabled")
         access = message.values.get("remote_access", {}).get("authorised")
         await garage.record_reported_state(

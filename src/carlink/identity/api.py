@@ -56,7 +56,11 @@ async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
     platform = platform_of(request)
     async with platform.db.transaction() as session:
         account = await identity.register(
-            session, platform.settings, email=body.email, password=body.password, country=body.country,
+            session,
+            platform.settings,
+            email=body.email,
+            password=body.password,
+            country=body.country,
             display_name=body.display_name,
         )
         return account_out(account)
@@ -73,7 +77,9 @@ async def me(request: Request) -> dict[str, Any]:
 async def change_password(body: PasswordIn, request: Request) -> None:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
-        await identity.change_password(session, caller.account, current=body.current_password, new=body.new_password)
+        await identity.change_password(
+            session, caller.account, current=body.current_password, new=body.new_password
+        )
 
 
 @router.put("/me/pin", status_code=204)

@@ -66,7 +66,9 @@ class LoginTransaction(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128), default=None)
     nonce: Mapped[str | None] = mapped_column(String(255), default=None)
     username: Mapped[str | None] = mapped_column(String(254), default=None)
-    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), default=None)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), default=None
+    )
     # Set when this sign-in must first solve a captcha (ACC-7); cleared when it is solved.
     captcha_token: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -62,7 +62,11 @@ async def userinfo(request: Request) -> dict[str, Any]:
 
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
-        return {"sub": str(caller.account.id), "email": caller.account.email, "name": caller.account.display_name}
+        return {
+            "sub": str(caller.account.id),
+            "email": caller.account.email,
+            "name": caller.account.display_name,
+        }
 
 
 def _oauth_error(request: Request, message: str) -> HTMLResponse:
@@ -88,15 +92,26 @@ async def authorize(
     if response_type != "code":
         return _redirect_with(redirect_uri, {"error": "unsupported_response_type", "state": state})
     if code_challenge is not None and (code_challenge_method or "plain") != "S256":
-        return _redirect_with(redirect_uri, {"error": "invalid_request", "state": state,
-                                             "error_description": "only S256 code challenges are accepted"})
+        return _redirect_with(
+            redirect_uri,
+            {
+                "error": "invalid_request",
+                "state": state,
+                "error_description": "only S256 code challenges are accepted",
+            },
+        )
     platform = platform_of(request)
     async with platform.db.transaction() as session:
         caller = await cookie_caller(request, session)
         if caller is not None:  # signed in already in this browser: straight back with a code
             code = await tokens.issue_code(
-                session, account_id=caller.account.id, client_id=client_id, redirect_uri=redirect_uri,
-                scope=scope, code_challenge=code_challenge, nonce=nonce,
+                session,
+                account_id=caller.account.id,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scope=scope,
+                code_challenge=code_challenge,
+                nonce=nonce,
             )
             return _redirect_with(redirect_uri, {"code": code, "state": state})
         transaction = LoginTransaction(
@@ -162,10 +177,17 @@ async def identifier_submit(
             transaction.captcha_token = None
         elif await captcha_needed(session, platform.settings, client_address(request), username):
             image, transaction.captcha_token = new_captcha(secret)
-            message = "Type the characters in the picture." if not captcha else "Those characters were not right."
+            message = (
+                "Type the characters in the picture." if not captcha else "Those characters were not right."
+            )
             return page(
-                request, "login_identifier.html", status=400, state=transaction.state, error=message,
-                captcha={"image": image, "token": transaction.captcha_token}, username=username,
+                request,
+                "login_identifier.html",
+                status=400,
+                state=transaction.state,
+                error=message,
+                captcha={"image": image, "token": transaction.captcha_token},
+                username=username,
             )
         return page(request, "login_password.html", state=transaction.state, username=username, error=None)
 
@@ -182,13 +204,23 @@ async def password_submit(
             if transaction.captcha_token:
                 raise CarlinkError("solve the picture challenge first", code="captcha_required")
             account = await identity.authenticate(
-                session, platform.settings, email=username or transaction.username or "", password=password,
+                session,
+                platform.settings,
+                email=username or transaction.username or "",
+                password=password,
                 source=client_address(request),
             )
             transaction.account_id = account.id
     except CarlinkError as error:
-        return page(request, "login_password.html", status=400, state=state, username=username,
-                    error=error.message, code=error.code)
+        return page(
+            request,
+            "login_password.html",
+            status=400,
+            state=state,
+            username=username,
+            error=error.message,
+            code=error.code,
+        )
     # A relative Location: older clients append it to the identity host themselves.
     return RedirectResponse(f"/authorize/resume?state={state}", status_code=302)
 
@@ -201,9 +233,13 @@ async def resume(request: Request, state: str = "") -> Response:
         if transaction.account_id is None:
             return RedirectResponse(f"/u/login/identifier?state={state}", status_code=302)
         code = await tokens.issue_code(
-            session, account_id=transaction.account_id, client_id=transaction.client_id,
-            redirect_uri=transaction.redirect_uri, scope=transaction.scope,
-            code_challenge=transaction.code_challenge, nonce=transaction.nonce,
+            session,
+            account_id=transaction.account_id,
+            client_id=transaction.client_id,
+            redirect_uri=transaction.redirect_uri,
+            scope=transaction.scope,
+            code_challenge=transaction.code_challenge,
+            nonce=transaction.nonce,
         )
         account = await session.get(Account, transaction.account_id)
         assert account is not None
@@ -216,8 +252,13 @@ async def resume(request: Request, state: str = "") -> Response:
 
 def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=identity.SESSION_DAYS * 86400, httponly=True, samesite="lax",
-        secure=settings.base_url.startswith("https"), path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=identity.SESSION_DAYS * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https"),
+        path="/",
     )
 
 
@@ -237,16 +278,23 @@ async def token(
             tokens.client(client_id)
             if grant_type == "authorization_code":
                 body = await tokens.redeem_code(
-                    session, platform.tokens, code=code, client_id=client_id, redirect_uri=redirect_uri,
+                    session,
+                    platform.tokens,
+                    code=code,
+                    client_id=client_id,
+                    redirect_uri=redirect_uri,
                     code_verifier=code_verifier,
                 )
             elif grant_type == "refresh_token":
                 body = await tokens.use_refresh_token(session, platform.tokens, refresh_token, client_id)
             else:
-                raise tokens.OAuthError("unsupported_grant_type", f"grant type {grant_type!r} is not supported")
+                raise tokens.OAuthError(
+                    "unsupported_grant_type", f"grant type {grant_type!r} is not supported"
+                )
     except tokens.OAuthError as error:
         return JSONResponse(
-            {"error": error.code, "error_description": error.message}, status_code=error.status,
+            {"error": error.code, "error_description": error.message},
+            status_code=error.status,
             headers={"Cache-Control": "no-store"},
         )
     return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -117,7 +117,9 @@ async def authenticate(
         select(func.count()).where(LoginFailure.source == source, LoginFailure.at >= window_start)
     )
     if (recent or 0) >= settings.login_failures_per_source_per_10min:
-        raise TooManyRequests("too many failed sign-ins from your network; wait a few minutes", retry_after=600)
+        raise TooManyRequests(
+            "too many failed sign-ins from your network; wait a few minutes", retry_after=600
+        )
     account = await find_account(session, email)
     if account is not None and account.login_locked_until and account.login_locked_until > now:
         wait = int((account.login_locked_until - now).total_seconds()) + 1

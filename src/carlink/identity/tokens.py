@@ -272,7 +272,9 @@ async def redeem_code(
     if row.client_id != client_id or row.redirect_uri != redirect_uri:
         raise OAuthError("invalid_grant", "the code was issued to another client or redirect URI")
     # PKCE is checked whenever the authorization request carried a challenge (older clients send none).
-    if row.code_challenge is not None and (not code_verifier or pkce_s256(code_verifier) != row.code_challenge):
+    if row.code_challenge is not None and (
+        not code_verifier or pkce_s256(code_verifier) != row.code_challenge
+    ):
         raise OAuthError("invalid_grant", "the PKCE code verifier does not match")
     row.used_at = now
     account = await session.get(Account, row.account_id)

@@ -20,8 +20,19 @@ RESEND_AFTER = dt.timedelta(seconds=3)
 async def run_once(platform: Platform) -> None:
     async with platform.db.transaction() as session:
         expired = await remote.expire_due(session)
-        events = [(row.vehicle_id, {"type": "command", "id": row.id, "command": row.type,
-                                    "state": row.state, "reason": row.reason}) for row in expired]
+        events = [
+            (
+                row.vehicle_id,
+                {
+                    "type": "command",
+                    "id": row.id,
+                    "command": row.type,
+                    "state": row.state,
+                    "reason": row.reason,
+                },
+            )
+            for row in expired
+        ]
     for vehicle_id, event in events:
         platform.hub.publish(vehicle_id, event)
     if platform.link is None or not platform.link.connected.is_set():

@@ -53,7 +53,7 @@ class RefusalReason(StrEnum):
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
 
 
 class Command(Message):

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aiomqtt
-from paho.mqtt.client import MQTTv5, MQTTv311
 
 # Without TCP_NODELAY, each QoS 1 exchange waits for delayed ACKs: ~90 ms per command instead of ~0.5 ms.
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
@@ -58,7 +57,7 @@ def make_client(
         password=password,
         identifier=identifier,
         will=will,
-        protocol=MQTTv5 if mqtt5 else MQTTv311,
+        protocol=aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311,
         socket_options=NODELAY,
         keepalive=30,
         timeout=10,

@@ -43,7 +43,9 @@ async def send_command(vin: str, body: CommandIn, request: Request) -> dict[str,
         entry = await garage.garage_entry(session, caller.account, vin)
         if body.type is CommandType.UNLOCK:
             if body.spin is None:
-                raise CarlinkError("unlocking needs the security PIN: answer a PIN challenge", code="pin_required")
+                raise CarlinkError(
+                    "unlocking needs the security PIN: answer a PIN challenge", code="pin_required"
+                )
             row = await remote.send_unlock(
                 session,
                 platform.settings,
@@ -56,7 +58,13 @@ async def send_command(vin: str, body: CommandIn, request: Request) -> dict[str,
             )
         else:
             row = await remote.send_command(
-                session, platform.settings, platform.signer, entry, caller.account, body.type, body.params,
+                session,
+                platform.settings,
+                platform.signer,
+                entry,
+                caller.account,
+                body.type,
+                body.params,
                 channel="api",
             )
     await platform.dispatch(row)
@@ -131,5 +139,7 @@ async def vehicle_events(vin: str, request: Request) -> StreamingResponse:
                 yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
 
     return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

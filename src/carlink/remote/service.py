@@ -20,11 +20,10 @@ from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, NotFound, 
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
 from carlink.identity.service import verify_secret
-from carlink.protocol.catalogue import Engine
 from carlink.protocol.messages import Ack, Command, CommandType
 from carlink.protocol.signing import public_key_text, sign_command
 from carlink.remote.models import AuditEntry, CommandSigningKey, PinChallenge, RemoteCommand, WakeUp
-from carlink.remote.rules import CommandState, can_move, is_terminal
+from carlink.remote.rules import CommandState, can_move
 from carlink.settings import Settings
 
 CHALLENGE_SECONDS = 120
@@ -50,11 +49,15 @@ class CommandSigner:
 
     async def rotate(self, session: AsyncSession) -> CommandSigningKey:
         key = Ed25519PrivateKey.generate()
-        for old in await session.scalars(select(CommandSigningKey).where(CommandSigningKey.retired_at.is_(None))):
+        for old in await session.scalars(
+            select(CommandSigningKey).where(CommandSigningKey.retired_at.is_(None))
+        ):
             old.retired_at = utcnow()
         row = CommandSigningKey(
             kid=f"fleet-{uuid.uuid4().hex[:8]}",
-            private_key=base64.b64encode(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())).decode(),
+            private_key=base64.b64encode(
+                key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            ).decode(),
             public_key=public_key_text(key.public_key()),
         )
         session.add(row)
@@ -135,11 +138,14 @@ async def send_command(
         raise CarlinkError(f"{kind} is not a remote service", code="unknown_command")
     if kind not in entry.model.commands(entry.variant.engine):
         raise CarlinkError(
-            f"{entry.variant.name} does not support {kind.value.lower().replace('_', ' ')}", code="not_supported"
+            f"{entry.variant.name} does not support {kind.value.lower().replace('_', ' ')}",
+            code="not_supported",
         )
     _require_remote_access(entry)
     _require_online(entry)
-    return await _record(session, settings, signer, entry, account, kind, checked_params(entry, kind, params), channel)
+    return await _record(
+        session, settings, signer, entry, account, kind, checked_params(entry, kind, params), channel
+    )
 
 
 async def _record(
@@ -310,7 +316,12 @@ async def issue_pin_challenge(session: AsyncSession, entry: GarageEntry, account
 
 
 async def verify_pin_answer(
-    session: AsyncSession, settings: Settings, entry: GarageEntry, account: Account, challenge: str, answer: str
+    session: AsyncSession,
+    settings: Settings,
+    entry: GarageEntry,
+    account: Account,
+    challenge: str,
+    answer: str,
 ) -> None:
     """Consumes the challenge (single use) and checks the answer; wrong answers count towards the lock.
 
@@ -331,18 +342,25 @@ async def verify_pin_answer(
     row.used_at = now
     answer = answer.strip().upper()
     pin = next(
-        (f"{n:04d}" for n in range(10_000) if hmac.compare_digest(spin_hash(f"{n:04d}", row.challenge), answer)),
+        (
+            f"{n:04d}"
+            for n in range(10_000)
+            if hmac.compare_digest(spin_hash(f"{n:04d}", row.challenge), answer)
+        ),
         None,
     )
     assert account.pin_hash is not None
     if pin is None or not verify_secret(account.pin_hash, pin):
         account.pin_failures += 1
-        session.add(AuditEntry(account_id=account.id, vehicle_id=entry.vehicle.id, action="pin.wrong", detail={}))
+        session.add(
+            AuditEntry(account_id=account.id, vehicle_id=entry.vehicle.id, action="pin.wrong", detail={})
+        )
         if account.pin_failures >= settings.pin_failures_before_lock:
             account.pin_locked_until = now + dt.timedelta(minutes=settings.pin_lock_minutes)
             account.pin_failures = 0
             raise Locked(
-                f"wrong security PIN; it is now locked for {settings.pin_lock_minutes} minutes", code="pin_locked"
+                f"wrong security PIN; it is now locked for {settings.pin_lock_minutes} minutes",
+                code="pin_locked",
             )
         left = settings.pin_failures_before_lock - account.pin_failures
         raise Unauthorised(f"wrong security PIN; {left} tries left before it locks", code="wrong_pin")
@@ -363,8 +381,12 @@ async def unlock_with_pin(
     if not (len(pin) == 4 and pin.isdigit()):
         raise CarlinkError("the security PIN has 4 digits", code="invalid_pin_format")
     challenge = await issue_pin_challenge(session, entry, account)
-    await verify_pin_answer(session, settings, entry, account, challenge.challenge, spin_hash(pin, challenge.challenge))
-    return await send_command(session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel)
+    await verify_pin_answer(
+        session, settings, entry, account, challenge.challenge, spin_hash(pin, challenge.challenge)
+    )
+    return await send_command(
+        session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel
+    )
 
 
 async def send_unlock(
@@ -380,7 +402,9 @@ async def send_unlock(
 ) -> RemoteCommand:
     _require_remote_access(entry)
     await verify_pin_answer(session, settings, entry, account, challenge, answer)
-    return await send_command(session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel)
+    return await send_command(
+        session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel
+    )
 
 
 # --- wake-up (RMT-2) --------------------------------------------------------------------------------------
@@ -399,7 +423,9 @@ async def request_wake(
     if row is not None and row.last_wake_at + interval > now:
         wait = int((row.last_wake_at + interval - now).total_seconds()) + 1
         raise TooManyRequests(
-            f"the car was woken moments ago; fresh data again in {wait} s", retry_after=wait, code="wake_rate_limited"
+            f"the car was woken moments ago; fresh data again in {wait} s",
+            retry_after=wait,
+            code="wake_rate_limited",
         )
     if row is None:
         session.add(WakeUp(vehicle_id=entry.vehicle.id, last_wake_at=now))
@@ -407,6 +433,3 @@ async def request_wake(
         row.last_wake_at = now
     return await _record(session, settings, signer, entry, account, CommandType.WAKE, {}, "wake")
 
-
-def engine_of(entry: GarageEntry) -> Engine:
-    return entry.variant.engine

@@ -124,7 +124,9 @@ class SimulatedCar:
                     self._client = client
                     await client.subscribe(self.topics.down(self.vin, "#"), qos=1)
                     await self._publish(
-                        kinds.UP_CONNECTION, Connection(online=True, network=self.network, at=self.now()), retain=True
+                        kinds.UP_CONNECTION,
+                        Connection(online=True, network=self.network, at=self.now()),
+                        retain=True,
                     )
                     await self.report()
                     self.connected.set()
@@ -149,11 +151,17 @@ class SimulatedCar:
             await asyncio.sleep(self.report_interval)
             await self.report()
 
-    async def _publish(self, kind: str, message: Ack | Telemetry | Connection | Request, *, retain: bool = False) -> None:
+    async def _publish(
+        self, kind: str, message: Ack | Telemetry | Connection | Request, *, retain: bool = False
+    ) -> None:
         if self._client is None:
             raise aiomqtt.MqttError("not connected")
         await self._client.publish(
-            self.topics.up(self.vin, kind), message.model_dump_json().encode(), qos=1, retain=retain, timeout=10
+            self.topics.up(self.vin, kind),
+            message.model_dump_json().encode(),
+            qos=1,
+            retain=retain,
+            timeout=10,
         )
 
     async def publish_raw(self, topic: str, payload: bytes) -> None:

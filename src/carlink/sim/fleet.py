@@ -45,7 +45,10 @@ class Fleet:
     def __init__(self, manifest: Manifest, **car_options: Any) -> None:
         self.cars = {
             spec.vin: SimulatedCar(
-                spec, broker_url=manifest.broker_url, prefix=manifest.prefix, trusted_keys=manifest.trusted_keys,
+                spec,
+                broker_url=manifest.broker_url,
+                prefix=manifest.prefix,
+                trusted_keys=manifest.trusted_keys,
                 **car_options,
             )
             for spec in manifest.cars

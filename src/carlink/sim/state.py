@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,7 @@ class CarState:
         """Telemetry values in the protocol vocabulary (docs/protocol.md), for the model's measurements."""
         wanted = self.measurements if keys is None else self.measurements & keys
         values: dict[str, dict[str, Any]] = {}
-        builders = {
+        builders: dict[str, Callable[[], dict[str, Any]]] = {
             "battery": lambda: {"percent": int(self.battery)},
             "fuel": lambda: {"percent": int(self.fuel)},
             "range": self._range,

@@ -51,7 +51,9 @@ async def ingest(session: AsyncSession, vehicle: Vehicle, message: Telemetry) ->
         row = existing.get(key)
         if row is None:
             session.add(
-                Measurement(vehicle_id=vehicle.id, key=key, value=value, measured_at=message.at, received_at=now)
+                Measurement(
+                    vehicle_id=vehicle.id, key=key, value=value, measured_at=message.at, received_at=now
+                )
             )
         elif row.measured_at <= message.at:  # late, re-sent messages never overwrite newer values
             row.value = value

@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test` (README).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+COMPAT := .compat/ppc-0.2.9 .compat/ppc-0.2.7
+
+.PHONY: demo test lint install compat-clients browser check
+
+$(BIN)/carlink: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/carlink
+
+demo: install
+	$(BIN)/carlink demo
+
+# The real community clients, side by side, for the compatibility tests (RMT-4).
+compat-clients: $(COMPAT)
+.compat/ppc-%: | install
+	$(BIN)/pip install -q --no-deps --target $@ pyporscheconnectapi==$*
+
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; it never downloads one).
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install compat-clients browser
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+check: lint test
