@@ -54,9 +54,13 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
         handler = None
         if "gateway" in platform.roles:
             handler = UplinkHandler(
-                platform.db, platform.hub, _reply(platform), Topics(settings.mqtt_topic_prefix)
+                platform.db, platform.emit, _reply(platform), Topics(settings.mqtt_topic_prefix)
             )
-        platform.link = CloudLink(settings, handler=handler, name="-".join(sorted(platform.roles)))
+        # An api instance without the gateway role learns of vehicle events through the broker.
+        sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
+        platform.link = CloudLink(
+            settings, handler=handler, event_sink=sink, name="-".join(sorted(platform.roles))
+        )
         await platform.link.start()
     if "jobs" in platform.roles:
         tasks.append(asyncio.create_task(run_forever(platform), name="jobs"))

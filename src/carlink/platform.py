@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from carlink.db.base import Database
 from carlink.gateway.link import CloudLink
@@ -34,6 +35,13 @@ class Platform:
         assert self.issuer is not None
         return self.issuer
 
+    async def emit(self, vehicle_id: int, event: dict[str, Any]) -> None:
+        """Tells this instance's listeners at once, and api instances in other processes via the broker."""
+        self.hub.publish(vehicle_id, event)
+        if self.link is not None and self.link.connected.is_set():
+            payload = json.dumps({"vehicle_id": vehicle_id, "event": event}, default=str).encode()
+            await self.link.publish(self.link.topics.events(), payload, qos=0)
+
     async def dispatch(self, command: RemoteCommand) -> bool:
         """Publishes a recorded command; if the broker is away the jobs role re-sends it."""
         if self.link is None:
@@ -43,4 +51,3 @@ class Platform:
         if not sent:
             log.warning("command %s not published now; it will be re-sent", command.id)
         return sent
-

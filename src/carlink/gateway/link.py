@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 import zlib
@@ -32,6 +33,7 @@ class CloudLink:
         settings: Settings,
         *,
         handler: UplinkHandler | None = None,
+        event_sink: Callable[[int, dict[str, Any]], None] | None = None,
         workers: int = 8,
         name: str = "cloud",
     ) -> None:
@@ -39,6 +41,7 @@ class CloudLink:
         self.address = BrokerAddress.parse(settings.mqtt_url)
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.handler = handler
+        self.event_sink = event_sink
         self.connected = asyncio.Event()
         self.name = name
         self._client: aiomqtt.Client | None = None
@@ -102,6 +105,8 @@ class CloudLink:
                     if self.handler is not None:
                         topic = self.topics.all_uplinks(self.settings.mqtt_shared_group)
                         await client.subscribe(topic, qos=1)
+                    if self.event_sink is not None:
+                        await client.subscribe(self.topics.events(), qos=0)
                     self.connected.set()
                     delay = 0.2
                     log.info("%s connected to mqtt://%s:%s", self.name, self.address.host, self.address.port)
@@ -123,6 +128,9 @@ class CloudLink:
             delay = min(delay * 2, 5.0)
 
     async def _dispatch(self, topic: str, payload: object) -> None:
+        if topic == self.topics.events() and self.event_sink is not None:
+            self._deliver_event(payload)
+            return
         parsed = self.topics.parse_uplink(topic)
         if parsed is None or not isinstance(payload, bytes | bytearray):
             log.warning("ignored message on %s", topic)
@@ -130,6 +138,14 @@ class CloudLink:
         vin, kind = parsed
         queue = self._queues[zlib.crc32(vin.encode()) % len(self._queues)]
         await queue.put((vin, kind, bytes(payload)))
+
+    def _deliver_event(self, payload: object) -> None:
+        assert self.event_sink is not None
+        try:
+            data = json.loads(payload) if isinstance(payload, bytes | bytearray) else {}
+            self.event_sink(int(data["vehicle_id"]), dict(data["event"]))
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignored malformed internal event")
 
     async def _work(self, queue: asyncio.Queue[tuple[str, str, bytes]]) -> None:
         assert self.handler is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,18 +16,18 @@ from carlink.garage.models import Vehicle
 from carlink.protocol import topics as kinds
 from carlink.protocol.messages import MAX_MESSAGE_BYTES, Ack, Connection, Reply, Request, Telemetry
 from carlink.remote import service as remote
-from carlink.remote.events import EventHub
 from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
 
-Publish = Any  # async (topic, payload) -> bool
+Publish = Callable[[str, bytes], Awaitable[bool]]
+Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
 
 
 class UplinkHandler:
-    def __init__(self, db: Database, hub: EventHub, reply: Publish, topics: kinds.Topics) -> None:
+    def __init__(self, db: Database, emit: Emit, reply: Publish, topics: kinds.Topics) -> None:
         self.db = db
-        self.hub = hub
+        self.emit = emit
         self.reply = reply
         self.topics = topics
         self.rejected = 0
@@ -56,7 +57,7 @@ class UplinkHandler:
                 reply = Reply(request_id=message.id, ok=linked, error=error)
             vehicle_id = vehicle.id
         for event in events:
-            self.hub.publish(vehicle_id, event)
+            await self.emit(vehicle_id, event)
         if reply is not None:
             await self.reply(self.topics.down(vin, kinds.DOWN_REPLY), reply.model_dump_json().encode())
 

@@ -34,7 +34,7 @@ async def run_once(platform: Platform) -> None:
             for row in expired
         ]
     for vehicle_id, event in events:
-        platform.hub.publish(vehicle_id, event)
+        await platform.emit(vehicle_id, event)
     if platform.link is None or not platform.link.connected.is_set():
         return
     async with platform.db.transaction() as session:

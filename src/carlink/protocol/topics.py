@@ -27,6 +27,11 @@ class Topics:
     def down(self, vin: str, kind: str) -> str:
         return f"{self.vehicle(vin)}/down/{kind}"
 
+    def events(self) -> str:
+        """Cloud-internal: vehicle events from gateway and jobs instances to api instances. Cars have no
+        access (their ACL covers only their own VIN's topics)."""
+        return f"{self.prefix}/internal/{VERSION}/events"
+
     def all_uplinks(self, shared_group: str = "") -> str:
         topic = f"{self.prefix}/{VERSION}/+/up/#"
         return f"$share/{shared_group}/{topic}" if shared_group else topic
