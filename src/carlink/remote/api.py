@@ -127,8 +127,8 @@ async def vehicle_events(vin: str, request: Request) -> StreamingResponse:
     vehicle_id = entry.vehicle.id
 
     async def stream() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
         async with platform.hub.listen(vehicle_id) as events:
+            yield b"retry: 2000\n\n"  # sent once listening, so a client knows no event is missed from here
             while not await request.is_disconnected():
                 try:
                     event = await asyncio.wait_for(events.get(), timeout=15)
