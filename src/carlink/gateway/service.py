@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import metrics
 from carlink.db.base import Database
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
@@ -19,6 +20,7 @@ from carlink.remote import service as remote
 from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
+_KINDS = frozenset({kinds.UP_ACK, kinds.UP_TELEMETRY, kinds.UP_CONNECTION, kinds.UP_REQUEST})
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
@@ -36,6 +38,7 @@ class UplinkHandler:
         message = self._parse(vin, kind, payload)
         if message is None:
             return
+        metrics.UPLINKS.labels(kind).inc()
         events: list[dict[str, Any]] = []
         reply: Reply | None = None
         async with self.db.transaction() as session:
@@ -82,12 +85,16 @@ class UplinkHandler:
 
     def _reject(self, vin: str, kind: str, why: str) -> None:
         self.rejected += 1
+        metrics.UPLINKS_REJECTED.labels(kind if kind in _KINDS else "unknown").inc()
         log.warning("malformed %s from %s dropped: %s", kind, vin, why)
 
     async def _ack(self, session: AsyncSession, vehicle: Vehicle, ack: Ack) -> list[dict[str, Any]]:
         command = await remote.apply_ack(session, vehicle.id, ack)
         if command is None:
             return []
+        if command.finished_at is not None:
+            metrics.COMMANDS.labels(command.type, command.state).inc()
+            metrics.COMMAND_SECONDS.observe((command.finished_at - command.created_at).total_seconds())
         return [
             {
                 "type": "command",

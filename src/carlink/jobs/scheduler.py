@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 
+from carlink import metrics
 from carlink.platform import Platform
 from carlink.remote import service as remote
 
@@ -20,6 +21,8 @@ RESEND_AFTER = dt.timedelta(seconds=3)
 async def run_once(platform: Platform) -> None:
     async with platform.db.transaction() as session:
         expired = await remote.expire_due(session)
+        for row in expired:
+            metrics.COMMANDS.labels(row.type, row.state).inc()
         events = [
             (
                 row.vehicle_id,

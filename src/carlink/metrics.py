@@ -1,0 +1,14 @@
+"""Prometheus metrics, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+COMMANDS = Counter("carlink_commands_total", "Remote commands by type and final state", ["type", "state"])
+UPLINKS = Counter("carlink_uplinks_total", "MQTT uplinks handled, by kind", ["kind"])
+UPLINKS_REJECTED = Counter("carlink_uplinks_rejected_total", "Malformed or unknown uplinks dropped", ["kind"])
+COMMAND_SECONDS = Histogram(
+    "carlink_command_seconds",
+    "From accepted to the car's final answer",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
