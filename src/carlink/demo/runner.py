@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,19 @@ class DemoOptions:
     data_dir: Path = Path(".carlink-demo")
     extra_vehicles: int = 0
     keep: bool = False
+
+
+class QuietExitServer(uvicorn.Server):
+    """Ctrl-C stops the demo with exit code 0: uvicorn would re-raise the signal once it has shut down."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -68,7 +83,7 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
         vins = [car.vin for car in cars] + await world.ensure_sim_fleet(session, options.extra_vehicles)
     platform = Platform(settings=settings, db=db)
     app = create_app(settings, platform=platform, migrate=False)
-    server = uvicorn.Server(
+    server = QuietExitServer(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="on")
     )
     fleet: Fleet | None = None
@@ -122,6 +137,7 @@ def _print_welcome(
         cars_table.add_row(car.vin, car.variant_code, str(car.year), code)
     console.print(cars_table)
     console.print("Stop with Ctrl-C.\n")
+    console.file.flush()  # also when the output goes to a pipe
 
 
 logging.getLogger("amqtt").setLevel(logging.ERROR)

@@ -1,0 +1,79 @@
+"""`carlink demo` as a newcomer runs it: a fresh SQLite world, the embedded broker on a free port, the
+service and the simulated fleet; it prints its URLs and logins and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from carlink.demo import world
+from carlink.gateway.embedded import free_port
+from carlink.protocol.vin import is_valid_vin
+
+
+def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> str:
+    assert process.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen += line
+            if re.search(pattern, seen):
+                return seen
+        elif process.poll() is not None:
+            break
+    raise AssertionError(f"no {pattern!r} within {timeout} s; output so far:\n{seen}")
+
+
+def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carlink.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        output = _read_until(process, r"Stop with Ctrl-C", timeout=60)
+        urls = re.findall(r"https?://[\w.:\-/]+", output)
+        assert urls[0].rstrip("/") == f"http://127.0.0.1:{port}"
+        for login in (world.OWNER, world.FAMILY, world.STRANGER):
+            assert login in output
+        vins = re.findall(r"\b[A-HJ-NPR-Z0-9]{17}\b", output)
+        assert {car.vin for car in world.DEMO_CARS} <= set(vins)
+        assert all(is_valid_vin(vin) for vin in vins)
+        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", output).group(1))  # type: ignore[union-attr]
+        assert broker_port != 1883
+        with httpx.Client(base_url=urls[0], timeout=10) as http:
+            assert http.get("/ready").json()["ready"] is True
+            assert http.get("/.well-known/openid-configuration").status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "stopped" in (process.stdout.read() if process.stdout else "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
