@@ -3,6 +3,7 @@ service and the simulated fleet; it prints its URLs and logins and stops cleanly
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import select
@@ -11,12 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from carlink.demo import world
 from carlink.gateway.embedded import free_port
 from carlink.protocol.vin import is_valid_vin
+from tests.support.stack import oidc_login
 
 
 def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> str:
@@ -35,6 +38,13 @@ def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) ->
         elif process.poll() is not None:
             break
     raise AssertionError(f"no {pattern!r} within {timeout} s; output so far:\n{seen}")
+
+
+async def _garage(base_url: str, email: str) -> dict[str, dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        token = (await oidc_login(http, email, world.PASSWORD))["access_token"]
+        response = await http.get("/api/v1/vehicles", headers={"Authorization": f"Bearer {token}"})
+        return {car["vin"]: car for car in response.json()}
 
 
 def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -70,6 +80,17 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         with httpx.Client(base_url=urls[0], timeout=10) as http:
             assert http.get("/ready").json()["ready"] is True
             assert http.get("/.well-known/openid-configuration").status_code == 200
+            # In the car console, the owner types the 911's pairing code into the car (VEH-3).
+            nine_eleven = world.DEMO_CARS[2].vin
+            code = world.demo_pairing_code(nine_eleven, world.OWNER)
+            assert http.post(f"/demo/cars/{nine_eleven}/pair", data={"code": code}).status_code == 303
+            assert "Linked" in http.get("/demo/cars").text
+        garage = asyncio.run(_garage(urls[0], world.OWNER))
+        assert garage[nine_eleven]["paired"] is True
+        assert garage[nine_eleven]["pairing_code"] == code
+        assert {vin: car["connection"]["online"] for vin, car in garage.items()} == dict.fromkeys(
+            garage, True
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert "stopped" in (process.stdout.read() if process.stdout else "")

@@ -20,6 +20,7 @@ from carlink.app import create_app
 from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.demo import world
+from carlink.demo.console import DemoCars, console_router
 from carlink.gateway.embedded import EmbeddedBroker
 from carlink.gateway.provisioning import fleet_manifest
 from carlink.platform import Platform
@@ -83,6 +84,8 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
         vins = [car.vin for car in cars] + await world.ensure_sim_fleet(session, options.extra_vehicles)
     platform = Platform(settings=settings, db=db)
     app = create_app(settings, platform=platform, migrate=False)
+    demo_cars = DemoCars()
+    app.include_router(console_router(demo_cars))
     server = QuietExitServer(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="on")
     )
@@ -98,6 +101,7 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
             )
         fleet = Fleet(manifest, report_interval=60.0)
         await fleet.start()
+        demo_cars.fleet = fleet
         _print_welcome(console, settings, broker, cars, len(vins))
 
     starter = asyncio.create_task(bring_up_fleet())
@@ -121,6 +125,7 @@ def _print_welcome(
     console.print(f"  portal          {base}/")
     console.print(f"  API docs        {base}/docs")
     console.print(f"  OIDC discovery  {base}/.well-known/openid-configuration")
+    console.print(f"  car console     {base}/demo/cars  (act in the simulated cars)")
     console.print(f"  MQTT broker     {broker.url} (embedded)")
     table = Table(title="Demo logins (password carlink-demo)")
     for column in ("ID", "role", "security PIN"):

@@ -1,0 +1,86 @@
+"""The demo's car console: what a person does sitting in a simulated car (type the pairing code, switch
+privacy mode, remote-access authorisation or the data connection). Only `carlink demo` mounts it; it speaks
+to the cars directly, and the cars speak to the cloud over MQTT like real ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from carlink.sim.fleet import Fleet
+
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=[str(HERE / "templates"), str(HERE.parent / "web" / "templates")])
+PAIRING_MESSAGES = {
+    None: "Linked: the car now shows your ID's services.",
+    "NO_DATA_CONNECTION": (
+        "The car says: no data connection. (This is a secondary user's code: remote access is for the main "
+        "user only.)"
+    ),
+    "INVALID_CODE": "The car says: this pairing code is not valid for this vehicle.",
+}
+
+
+@dataclass
+class DemoCars:
+    fleet: Fleet | None = None
+    last_message: dict[str, str] = field(default_factory=dict)
+
+
+def console_router(cars: DemoCars) -> APIRouter:
+    router = APIRouter(prefix="/demo/cars", include_in_schema=False)
+
+    def _car(vin: str):  # type: ignore[no-untyped-def]
+        if cars.fleet is None or vin not in cars.fleet.cars:
+            return None
+        return cars.fleet[vin]
+
+    def _back(vin: str) -> RedirectResponse:
+        return RedirectResponse(f"/demo/cars#car-{vin}", status_code=303)
+
+    @router.get("", response_class=HTMLResponse)
+    async def overview(request: Request) -> HTMLResponse:
+        fleet = list(cars.fleet.cars.values()) if cars.fleet else []
+        context = {"cars": fleet[:50], "messages": cars.last_message, "total": len(fleet)}
+        return TEMPLATES.TemplateResponse(request, "car_console.html", context)
+
+    @router.post("/{vin}/pair")
+    async def pair(vin: str, code: str = Form("")) -> RedirectResponse:
+        car = _car(vin)
+        if car is not None:
+            if not (len(code) == 8 and code.isdigit()):
+                cars.last_message[vin] = "A pairing code has 8 digits."
+            else:
+                reply = await car.enter_pairing_code(code)
+                cars.last_message[vin] = PAIRING_MESSAGES.get(reply.error, reply.error or "")
+        return _back(vin)
+
+    @router.post("/{vin}/privacy")
+    async def privacy(vin: str, enabled: bool = Form(False)) -> RedirectResponse:
+        car = _car(vin)
+        if car is not None:
+            await car.set_privacy_mode(enabled)
+            cars.last_message[vin] = f"Privacy mode {'on' if enabled else 'off'}."
+        return _back(vin)
+
+    @router.post("/{vin}/remote-access")
+    async def remote_access(vin: str, authorised: bool = Form(False)) -> RedirectResponse:
+        car = _car(vin)
+        if car is not None:
+            await car.set_remote_access(authorised)
+            cars.last_message[vin] = f"Remote access {'authorised' if authorised else 'switched off'}."
+        return _back(vin)
+
+    @router.post("/{vin}/data")
+    async def data(vin: str, on: bool = Form(False)) -> RedirectResponse:
+        car = _car(vin)
+        if car is not None:
+            await car.set_data_connection(on)
+            cars.last_message[vin] = f"Data connection {'on' if on else 'off'}."
+        return _back(vin)
+
+    return router
