@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -87,7 +88,8 @@ def sim(
     """Run N simulated cars against any broker until Ctrl-C."""
     settings = get_settings()
     _logging(settings)
-    asyncio.run(_sim(settings, vehicles, manifest, broker_url, write_manifest))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the cars say goodbye, then a plain exit
+        asyncio.run(_sim(settings, vehicles, manifest, broker_url, write_manifest))
 
 
 async def _sim(
