@@ -120,6 +120,7 @@ def create_app(
         identity_api.router,
         oidc.router,
         garage_api.router,
+        garage_api.catalogue_router,
         remote_api.router,
         compat_api.router,
         pages.router,

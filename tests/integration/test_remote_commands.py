@@ -156,3 +156,23 @@ async def test_offline_car_gives_a_clear_answer(stack: Stack) -> None:
     response = await owner.post(f"/api/v1/vehicles/{NINE_ELEVEN}/commands", json={"type": "LOCK"})
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "vehicle_offline"
+
+
+async def test_model_catalogue_is_published_with_capability_profiles(stack: Stack) -> None:
+    models = {m["key"]: m for m in (await stack.http.get("/api/v1/catalogue/models")).json()}
+    assert {
+        "911-7",
+        "911-8",
+        "718",
+        "macan-1",
+        "macan-2",
+        "cayenne-2",
+        "cayenne-3",
+        "panamera-2",
+        "taycan-1",
+    } <= set(models)
+    taycan = models["taycan-1"]
+    assert taycan["esim_only"] and not taycan["pairing_code_needed"] and taycan["in_car_id_login"]
+    assert taycan["roaming"] == "automatic" and taycan["privacy_scope"] == "all_services"
+    assert models["911-7"]["connection_symbol"] == "bottom_left"
+    assert "DIRECT_CHARGING_START" not in models["911-7"]["variants"][0]["commands"]

@@ -19,11 +19,47 @@ from carlink.garage.schemas import (
     vehicle_out,
 )
 from carlink.identity.access import platform_of, require_caller
+from carlink.protocol.catalogue import CATALOGUE
 from carlink.remote import service as remote
 from carlink.remote.api import wait_for_outcome
 from carlink.telemetry import service as telemetry
 
 router = APIRouter(prefix="/api/v1/vehicles", tags=["vehicles"])
+catalogue_router = APIRouter(prefix="/api/v1/catalogue", tags=["model catalogue"])
+
+
+@catalogue_router.get("/models")
+async def list_models() -> list[dict[str, Any]]:
+    """The model catalogue (VEH-1): each model line and generation with its capability profile."""
+    return [
+        {
+            "key": model.key,
+            "line": model.line,
+            "generation": model.generation,
+            "generation_code": model.generation_code,
+            "years": {"from": model.years[0], "to": model.years[1]},
+            "data_connections": [c.value for c in model.data_connections],
+            "esim_only": model.esim_only,
+            "roaming": "automatic" if model.roaming_automatic else model.roaming_menu.value,
+            "data_switch_menu": model.data_menu.value,
+            "pairing_code_needed": model.pairing_code_needed,
+            "in_car_id_login": model.in_car_id_login,
+            "privacy_scope": model.privacy_scope.value,
+            "connection_symbol": model.symbol_position.value,
+            "remote_access_authorisation_required": model.remote_access_authorisation_required,
+            "variants": [
+                {
+                    "code": variant.code,
+                    "name": variant.name,
+                    "engine": variant.engine.value,
+                    "commands": model.remote_services(variant.engine),
+                    "measurements": sorted(model.measurements(variant.engine)),
+                }
+                for variant in model.variants
+            ],
+        }
+        for model in CATALOGUE
+    ]
 
 
 @router.get("", response_model=list[VehicleOut])

@@ -111,7 +111,7 @@ def vehicle_out(entry: GarageEntry) -> dict[str, Any]:
             "privacy_scope": model.privacy_scope.value,
             "connection_symbol": model.symbol_position.value,
             "remote_access_authorisation_required": model.remote_access_authorisation_required,
-            "commands": sorted(c.value for c in model.commands(variant.engine) if c.value != "WAKE"),
+            "commands": model.remote_services(variant.engine),
             "measurements": sorted(model.measurements(variant.engine)),
         },
     }

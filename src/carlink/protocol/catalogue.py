@@ -105,6 +105,10 @@ class ModelProfile:
             commands |= CHARGE_COMMANDS
         return frozenset(commands)
 
+    def remote_services(self, engine: Engine) -> list[str]:
+        """The commands a person can send (RMT-1), by name; WAKE is the cloud's own."""
+        return sorted(c.value for c in self.commands(engine) if c is not CommandType.WAKE)
+
     def measurements(self, engine: Engine) -> frozenset[str]:
         keys = set(BASE_MEASUREMENTS)
         if engine is not Engine.BEV:
