@@ -176,3 +176,44 @@ async def test_model_catalogue_is_published_with_capability_profiles(stack: Stac
     assert taycan["roaming"] == "automatic" and taycan["privacy_scope"] == "all_services"
     assert models["911-7"]["connection_symbol"] == "bottom_left"
     assert "DIRECT_CHARGING_START" not in models["911-7"]["variants"][0]["commands"]
+
+
+async def _remote_access_authorised(stack: Stack, vin: str) -> tuple[bool, bool]:
+    from carlink.garage.service import vehicle_by_vin
+
+    async with stack.db.session() as session:
+        vehicle = await vehicle_by_vin(session, vin)
+        assert vehicle is not None
+        return vehicle.remote_access_authorised, vehicle.remote_access_reset_pending
+
+
+async def test_resetting_the_security_pin_switches_remote_access_off_until_authorised_in_the_car(
+    stack: Stack,
+) -> None:
+    owner = await stack.as_user(world.OWNER)
+    response = await owner.put("/api/v1/me/pin", json={"password": world.PASSWORD, "pin": "4321"})
+    assert response.status_code == 204
+    # At once, for every car of which the owner is the main user (VEH-5).
+    for vin in (TAYCAN, PANAMERA):
+        response = await owner.post(f"/api/v1/vehicles/{vin}/commands", json={"type": "HONK_FLASH"})
+        assert response.json()["error"]["code"] == "remote_access_not_authorised"
+    # The cars are told, and switch it off themselves.
+    car = stack.fleet[TAYCAN]
+    await eventually(lambda: car.state.remote_access is False, timeout=15)
+    await eventually(lambda: _remote_access_authorised_is(stack, TAYCAN, (False, False)), timeout=15)
+    # The owner authorises remote access again in the car; remote services work again, with the new PIN.
+    await car.set_remote_access(True)
+    await eventually(lambda: _remote_access_authorised_is(stack, TAYCAN, (True, False)))
+    assert (await _unlock(owner, TAYCAN, "4321"))["state"] == "performed"
+
+
+async def _remote_access_authorised_is(stack: Stack, vin: str, expected: tuple[bool, bool]) -> bool:
+    return await _remote_access_authorised(stack, vin) == expected
+
+
+async def test_factory_reset_in_the_car_disables_remote_access(stack: Stack) -> None:
+    owner = await stack.as_user(world.OWNER)
+    await stack.fleet[PANAMERA].factory_reset()
+    await eventually(lambda: _remote_access_authorised_is(stack, PANAMERA, (False, False)))
+    response = await owner.post(f"/api/v1/vehicles/{PANAMERA}/commands", json={"type": "LOCK"})
+    assert response.json()["error"]["code"] == "remote_access_not_authorised"

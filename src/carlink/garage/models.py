@@ -29,6 +29,8 @@ class Vehicle(Base):
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     privacy_mode: Mapped[bool] = mapped_column(default=False)
     remote_access_authorised: Mapped[bool] = mapped_column(default=False)
+    # Set when the main user's security code was reset, until the car confirms it switched remote access off.
+    remote_access_reset_pending: Mapped[bool] = mapped_column(default=False)
 
 
 class VehicleUser(Base):

@@ -13,7 +13,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, vehicle_not_found
 from carlink.garage.models import Vehicle, VehicleUser
 from carlink.identity.models import Account
-from carlink.identity.service import find_account
+from carlink.identity.service import find_account, set_pin
 from carlink.protocol.catalogue import ModelProfile, Variant, profile
 from carlink.protocol.vin import InvalidVin, normalise_vin
 
@@ -214,4 +214,36 @@ async def record_reported_state(
     if privacy_mode is not None:
         vehicle.privacy_mode = privacy_mode
     if remote_access is not None:
-        vehicle.remote_access_authorised = remote_access
+        # Until the car has applied a reset of the security code (VEH-5), an older 'authorised' is stale.
+        vehicle.remote_access_authorised = remote_access and not vehicle.remote_access_reset_pending
+
+
+async def change_security_pin(session: AsyncSession, account: Account, *, password: str, pin: str) -> None:
+    """Sets the security PIN; resetting an existing one also revokes remote access (VEH-5)."""
+    is_reset = account.pin_hash is not None
+    await set_pin(session, account, password=password, pin=pin)
+    if is_reset:
+        await revoke_remote_access(session, account)
+
+
+async def revoke_remote_access(session: AsyncSession, account: Account) -> list[Vehicle]:
+    """The main user's security code was reset: remote access ends on all their cars until it is authorised
+    again in each car (VEH-5). The jobs role tells the cars."""
+    vehicles = list(
+        await session.scalars(
+            select(Vehicle)
+            .join(VehicleUser, VehicleUser.vehicle_id == Vehicle.id)
+            .where(VehicleUser.account_id == account.id, VehicleUser.role == MAIN)
+        )
+    )
+    for vehicle in vehicles:
+        vehicle.remote_access_authorised = False
+        vehicle.remote_access_reset_pending = True
+    return vehicles
+
+
+async def vehicles_awaiting_remote_access_reset(session: AsyncSession) -> list[Vehicle]:
+    rows = await session.scalars(
+        select(Vehicle).where(Vehicle.remote_access_reset_pending.is_(True), Vehicle.online.is_(True))
+    )
+    return list(rows)

@@ -15,7 +15,15 @@ from carlink.db.base import Database
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.protocol import topics as kinds
-from carlink.protocol.messages import MAX_MESSAGE_BYTES, Ack, Connection, Reply, Request, Telemetry
+from carlink.protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    Ack,
+    CommandType,
+    Connection,
+    Reply,
+    Request,
+    Telemetry,
+)
 from carlink.remote import service as remote
 from carlink.telemetry import service as telemetry
 
@@ -92,6 +100,8 @@ class UplinkHandler:
         command = await remote.apply_ack(session, vehicle.id, ack)
         if command is None:
             return []
+        if command.type == CommandType.REMOTE_ACCESS_RESET.value and command.state == "performed":
+            vehicle.remote_access_reset_pending = False  # the car has switched remote access off (VEH-5)
         if command.finished_at is not None:
             metrics.COMMANDS.labels(command.type, command.state).inc()
             metrics.COMMAND_SECONDS.observe((command.finished_at - command.created_at).total_seconds())

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from carlink.garage import service as garage
 from carlink.identity import service as identity
 from carlink.identity.access import platform_of, require_caller
 
@@ -84,6 +85,8 @@ async def change_password(body: PasswordIn, request: Request) -> None:
 
 @router.put("/me/pin", status_code=204)
 async def set_pin(body: PinIn, request: Request) -> None:
+    """Sets the 4-digit security PIN. Resetting it switches remote access off on the cars of which the
+    person is the main user, until it is authorised again in each car (VEH-5)."""
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
-        await identity.set_pin(session, caller.account, password=body.password, pin=body.pin)
+        await garage.change_security_pin(session, caller.account, password=body.password, pin=body.pin)

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 
 from carlink import metrics
+from carlink.garage import service as garage
 from carlink.platform import Platform
 from carlink.remote import service as remote
 
@@ -44,7 +45,13 @@ async def run_once(platform: Platform) -> None:
         pending = await remote.undelivered(session, RESEND_AFTER)
         for row in pending:
             row.publish_count += 1
-    for row in pending:
+        resets = await remote.send_remote_access_resets(
+            session,
+            platform.settings,
+            platform.signer,
+            await garage.vehicles_awaiting_remote_access_reset(session),
+        )
+    for row in [*pending, *resets]:
         await platform.dispatch(row)
 
 

@@ -43,7 +43,8 @@ class InfotainmentMenu(StrEnum):
     AUTOMATIC = "automatic"  # nothing to set: roaming is on by itself
 
 
-BASE_COMMANDS = frozenset({CommandType.LOCK, CommandType.UNLOCK, CommandType.HONK_FLASH, CommandType.WAKE})
+CLOUD_COMMANDS = frozenset({CommandType.WAKE, CommandType.REMOTE_ACCESS_RESET})
+BASE_COMMANDS = frozenset({CommandType.LOCK, CommandType.UNLOCK, CommandType.HONK_FLASH}) | CLOUD_COMMANDS
 CLIMATE_COMMANDS = frozenset({CommandType.CLIMATE_START, CommandType.CLIMATE_STOP})
 CHARGE_COMMANDS = frozenset(
     {CommandType.DIRECT_CHARGING_START, CommandType.DIRECT_CHARGING_STOP, CommandType.CHARGE_TARGET}
@@ -106,8 +107,8 @@ class ModelProfile:
         return frozenset(commands)
 
     def remote_services(self, engine: Engine) -> list[str]:
-        """The commands a person can send (RMT-1), by name; WAKE is the cloud's own."""
-        return sorted(c.value for c in self.commands(engine) if c is not CommandType.WAKE)
+        """The commands a person can send (RMT-1), by name."""
+        return sorted(c.value for c in self.commands(engine) - CLOUD_COMMANDS)
 
     def measurements(self, engine: Engine) -> frozenset[str]:
         keys = set(BASE_MEASUREMENTS)

@@ -21,8 +21,10 @@ class CommandType(StrEnum):
     DIRECT_CHARGING_START = "DIRECT_CHARGING_START"
     DIRECT_CHARGING_STOP = "DIRECT_CHARGING_STOP"
     CHARGE_TARGET = "CHARGE_TARGET"
-    # Not a remote service: asks the car to report its full state now (RMT-2 current overview).
+    # Not remote services but the cloud's own: report the full state now (RMT-2 current overview) ...
     WAKE = "WAKE"
+    # ... and switch remote-access authorisation off: the main user's security code was reset (VEH-5).
+    REMOTE_ACCESS_RESET = "REMOTE_ACCESS_RESET"
 
 
 class AckState(StrEnum):

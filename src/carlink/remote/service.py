@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, NotFound, TooManyRequests, Unauthorised
+from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
 from carlink.identity.service import verify_secret
+from carlink.protocol.catalogue import CLOUD_COMMANDS
 from carlink.protocol.messages import Ack, Command, CommandType
 from carlink.protocol.signing import public_key_text, sign_command
 from carlink.remote.models import AuditEntry, CommandSigningKey, PinChallenge, RemoteCommand, WakeUp
@@ -27,7 +29,7 @@ from carlink.remote.rules import CommandState, can_move
 from carlink.settings import Settings
 
 CHALLENGE_SECONDS = 120
-REMOTE_SERVICES = frozenset(CommandType) - {CommandType.WAKE}
+REMOTE_SERVICES = frozenset(CommandType) - CLOUD_COMMANDS
 
 
 class CommandSigner:
@@ -144,7 +146,7 @@ async def send_command(
     _require_remote_access(entry)
     _require_online(entry)
     return await _record(
-        session, settings, signer, entry, account, kind, checked_params(entry, kind, params), channel
+        session, settings, signer, entry.vehicle, account, kind, checked_params(entry, kind, params), channel
     )
 
 
@@ -152,7 +154,7 @@ async def _record(
     session: AsyncSession,
     settings: Settings,
     signer: CommandSigner,
-    entry: GarageEntry,
+    vehicle: Vehicle,
     account: Account | None,
     kind: CommandType,
     params: dict[str, Any],
@@ -164,7 +166,7 @@ async def _record(
     envelope = signer.sign(
         Command(
             id=command_id,
-            vin=entry.vehicle.vin,
+            vin=vehicle.vin,
             type=kind,
             params=params,
             issued_at=now,
@@ -174,7 +176,7 @@ async def _record(
     )
     row = RemoteCommand(
         id=command_id,
-        vehicle_id=entry.vehicle.id,
+        vehicle_id=vehicle.id,
         account_id=account.id if account else None,
         type=kind.value,
         params=params,
@@ -206,7 +208,10 @@ async def get_command(session: AsyncSession, entry: GarageEntry, command_id: str
 async def recent_commands(session: AsyncSession, entry: GarageEntry, limit: int = 20) -> list[RemoteCommand]:
     rows = await session.scalars(
         select(RemoteCommand)
-        .where(RemoteCommand.vehicle_id == entry.vehicle.id, RemoteCommand.type != CommandType.WAKE.value)
+        .where(
+            RemoteCommand.vehicle_id == entry.vehicle.id,
+            RemoteCommand.type.not_in([c.value for c in CLOUD_COMMANDS]),
+        )
         .order_by(RemoteCommand.created_at.desc())
         .limit(limit)
     )
@@ -431,5 +436,23 @@ async def request_wake(
         session.add(WakeUp(vehicle_id=entry.vehicle.id, last_wake_at=now))
     else:
         row.last_wake_at = now
-    return await _record(session, settings, signer, entry, account, CommandType.WAKE, {}, "wake")
+    return await _record(session, settings, signer, entry.vehicle, account, CommandType.WAKE, {}, "wake")
 
+
+async def send_remote_access_resets(
+    session: AsyncSession, settings: Settings, signer: CommandSigner, vehicles: list[Vehicle]
+) -> list[RemoteCommand]:
+    """Tells each car to switch remote access off (VEH-5), unless such a command is on its way already."""
+    in_flight = set(
+        await session.scalars(
+            select(RemoteCommand.vehicle_id).where(
+                RemoteCommand.type == CommandType.REMOTE_ACCESS_RESET.value,
+                RemoteCommand.state.in_([CommandState.ACCEPTED.value, CommandState.DELIVERED.value]),
+            )
+        )
+    )
+    return [
+        await _record(session, settings, signer, vehicle, None, CommandType.REMOTE_ACCESS_RESET, {}, "cloud")
+        for vehicle in vehicles
+        if vehicle.id not in in_flight
+    ]

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import socket
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from carlink.protocol import topics as kinds
-from carlink.protocol.catalogue import find_variant
+from carlink.protocol.catalogue import CLOUD_COMMANDS, find_variant
 from carlink.protocol.messages import (
     Ack,
     AckState,
@@ -96,11 +97,21 @@ class SimulatedCar:
         if graceful and self._client is not None and self.connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 await self._publish(kinds.UP_CONNECTION, Connection(online=False, at=self.now()), retain=True)
+        elif not graceful:
+            self._cut_link()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self.connected.clear()
+
+    def _cut_link(self) -> None:
+        """Drops the TCP link without an MQTT DISCONNECT, as a car losing power does: only then does the
+        broker publish the last will (a clean DISCONNECT, which closing the client sends, discards it)."""
+        sock = self._client._client.socket() if self._client is not None else None  # noqa: SLF001
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     async def wait_connected(self, timeout: float = 15.0) -> None:
         await asyncio.wait_for(self.connected.wait(), timeout)
@@ -209,19 +220,24 @@ class SimulatedCar:
         if self.perform_delay:
             await asyncio.sleep(self.perform_delay)
         error = self._execute(command)
+        # Remembered before anything is sent: if the link drops now, a re-send is answered, not re-executed.
+        self.executed.append(command)
+        outcome = self._remember(command, AckState.ERROR if error else AckState.PERFORMED, error)
         if command.type is CommandType.WAKE:
             await self.report()
         elif error is None:
             await self.report(_touched(command.type))
-        self.executed.append(command)
-        await self._finish(command, AckState.ERROR if error else AckState.PERFORMED, error)
+        await self._publish(kinds.UP_ACK, outcome)
 
     async def _finish(self, command: Command, state: AckState, reason: str | None) -> None:
+        await self._publish(kinds.UP_ACK, self._remember(command, state, reason))
+
+    def _remember(self, command: Command, state: AckState, reason: str | None) -> Ack:
         ack = Ack(command_id=command.id, state=state, reason=reason, at=self.now())
         self._seen[command.id] = ack
         while len(self._seen) > SEEN_COMMANDS:
             self._seen.popitem(last=False)
-        await self._publish(kinds.UP_ACK, ack)
+        return ack
 
     def _check(self, command: Command, raw: dict[str, Any]) -> RefusalReason | None:
         if not verify_command(raw, self.keys):
@@ -232,7 +248,7 @@ class SimulatedCar:
             return RefusalReason.EXPIRED
         if command.type not in self.model.commands(self.variant.engine):
             return RefusalReason.NOT_SUPPORTED
-        if command.type is not CommandType.WAKE:
+        if command.type not in CLOUD_COMMANDS:
             if self.state.privacy_mode:
                 return RefusalReason.PRIVACY_MODE
             if not self.state.remote_access:
@@ -265,6 +281,8 @@ class SimulatedCar:
                 if not isinstance(soc, int) or not 25 <= soc <= 100:
                     return RefusalReason.INVALID_PARAMETERS.value
                 state.target_soc = soc
+            case CommandType.REMOTE_ACCESS_RESET:
+                state.remote_access = False  # REQ: VEH-5 — the person authorises it again in the car
             case CommandType.HONK_FLASH | CommandType.WAKE:
                 pass
         return None
@@ -286,6 +304,12 @@ class SimulatedCar:
         self.state.remote_access = authorised
         await self.report(frozenset({"remote_access"}))
 
+    async def factory_reset(self) -> None:
+        """A factory reset of the infotainment unit: remote-access authorisation is off again (VEH-5)."""
+        self.state.remote_access = False
+        self.state.privacy_mode = False
+        await self.report(frozenset({"remote_access", "privacy"}))
+
     async def set_data_connection(self, on: bool) -> None:
         """Data off stops all connectivity (VEH-6); on connects again."""
         if on == self.data_on:
@@ -306,4 +330,5 @@ def _touched(kind: CommandType) -> frozenset[str]:
         CommandType.DIRECT_CHARGING_START: frozenset({"charging"}),
         CommandType.DIRECT_CHARGING_STOP: frozenset({"charging"}),
         CommandType.CHARGE_TARGET: frozenset({"charging"}),
+        CommandType.REMOTE_ACCESS_RESET: frozenset({"remote_access"}),
     }.get(kind, frozenset())

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:04:44.705419
+Create Date: 2026-11-25 16:26:22.641344
 """
 
 from collections.abc import Sequence
@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("last_seen_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("privacy_mode", sa.Boolean(), nullable=False),
         sa.Column("remote_access_authorised", sa.Boolean(), nullable=False),
+        sa.Column("remote_access_reset_pending", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vehicles")),
         sa.UniqueConstraint("vin", name=op.f("uq_vehicles_vin")),
     )
