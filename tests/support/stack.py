@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import uvicorn
 from carlink.app import create_app
 from carlink.db.base import Database
 from carlink.demo import world
-from carlink.gateway.embedded import EmbeddedBroker, free_port
+from carlink.gateway.embedded import EmbeddedBroker
 from carlink.gateway.mosquitto import MosquittoProcess
 from carlink.gateway.provisioning import fleet_manifest
 from carlink.platform import Platform
@@ -121,7 +122,10 @@ async def running_stack(
     else:
         broker = EmbeddedBroker(secret=SECRET, prefix=prefix)
         await broker.start()
-    port = free_port()
+    # Bound here and handed to uvicorn, so no other process can take the port in between.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     settings = Settings(
         database_url=database_url,
         mqtt_url=broker.url,
@@ -135,7 +139,7 @@ async def running_stack(
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
-    server_task = asyncio.create_task(server.serve())
+    server_task = asyncio.create_task(server.serve(sockets=[listener]))
     fleet: Fleet | None = None
     try:
         while not server.started:

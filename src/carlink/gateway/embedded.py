@@ -70,6 +70,21 @@ class CarTopicPlugin(BaseTopicPlugin):
         return allowed
 
 
+class _Broker(Broker):
+    """amqtt 0.12 sends a connecting client the retained messages matching *any* client's subscriptions (the
+    gateway's .../+/up/# among them), so every car learnt every car's connection state. Only the session's
+    own subscriptions count here; returning before any await also keeps amqtt's loop over the subscription
+    dict from failing when another client subscribes meanwhile."""
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        subscribers = self._subscriptions.get(subscription[0], [])
+        if all(subscriber.client_id != session.client_id for subscriber, _ in subscribers):
+            return
+        await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,22 +94,38 @@ def free_port() -> int:
 class EmbeddedBroker:
     def __init__(self, *, secret: str, prefix: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
+        self.secret = secret
+        self.prefix = prefix
+        self._fixed_port = bool(port)
         self.port = port or free_port()
-        config: dict[str, Any] = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{self.port}", "max_connections": 0}},
+        self._broker = _Broker(self._config())
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 0}
+            },
             "plugins": {
-                "carlink.gateway.embedded.CarAuthPlugin": {"secret": secret},
-                "carlink.gateway.embedded.CarTopicPlugin": {"prefix": prefix},
+                "carlink.gateway.embedded.CarAuthPlugin": {"secret": self.secret},
+                "carlink.gateway.embedded.CarTopicPlugin": {"prefix": self.prefix},
             },
         }
-        self._broker = Broker(config)
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        await self._broker.start()
+        for attempt in range(5):
+            try:
+                await self._broker.start()
+                return
+            except Exception as exc:  # amqtt wraps the bind error; a chosen free port may be taken meanwhile
+                if self._fixed_port or attempt == 4:
+                    raise
+                log.warning("embedded broker could not bind %s (%s); trying another port", self.port, exc)
+                self.port = free_port()
+                self._broker = _Broker(self._config())
 
     async def stop(self) -> None:
         await asyncio.wait_for(self._broker.shutdown(), timeout=10)

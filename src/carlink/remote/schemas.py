@@ -12,8 +12,8 @@ from carlink.remote.models import RemoteCommand
 
 
 class SpinAnswer(BaseModel):
-    challenge: str = Field(min_length=8, max_length=64)
-    hash: str = Field(min_length=128, max_length=128, description="SHA-512 of hex(pin + challenge), hex")
+    challenge: str = Field(pattern="^[0-9A-Fa-f]{8,64}$")
+    hash: str = Field(pattern="^[0-9A-Fa-f]{128}$", description="SHA-512 of hex(pin + challenge), hex")
 
 
 class CommandIn(BaseModel):

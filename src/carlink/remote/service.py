@@ -345,12 +345,13 @@ async def verify_pin_answer(
     if row.expires_at <= now:
         raise Unauthorised("this PIN challenge has expired; request a new one", code="challenge_expired")
     row.used_at = now
-    answer = answer.strip().upper()
+    # Bytes, not str: compare_digest refuses non-ASCII text, and any text may arrive here.
+    expected = answer.strip().upper().encode()
     pin = next(
         (
             f"{n:04d}"
             for n in range(10_000)
-            if hmac.compare_digest(spin_hash(f"{n:04d}", row.challenge), answer)
+            if hmac.compare_digest(spin_hash(f"{n:04d}", row.challenge).encode(), expected)
         ),
         None,
     )

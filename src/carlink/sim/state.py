@@ -18,7 +18,8 @@ CITIES = {
     "FR": (48.8566, 2.3522),
 }
 WHEELS = ("front_left", "front_right", "rear_left", "rear_right")
-DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front", "lid_rear", "sunroof")
+TWO_DOORS = ("front_left", "front_right", "lid_front", "lid_rear")
+FOUR_DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front", "lid_rear", "sunroof")
 
 
 @dataclass
@@ -26,7 +27,7 @@ class CarState:
     engine: Engine
     measurements: frozenset[str]
     locked: bool = True
-    doors_open: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(DOORS, False))
+    doors_open: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(FOUR_DOORS, False))
     battery: float = 0.0
     fuel: float = 0.0
     mileage: int = 0
@@ -50,6 +51,8 @@ class CarState:
         rng = random.Random(vin)
         lat, lon = CITIES.get(country, CITIES["DE"])
         state = cls(engine=variant.engine, measurements=model.measurements(variant.engine))
+        if variant.body in ("COUPE", "ROADSTER"):
+            state.doors_open = dict.fromkeys(TWO_DOORS, False)
         state.mileage = rng.randint(3_000, 90_000)
         state.lat = round(lat + rng.uniform(-0.05, 0.05), 6)
         state.lon = round(lon + rng.uniform(-0.05, 0.05), 6)
