@@ -79,7 +79,11 @@ async def change_password(body: PasswordIn, request: Request) -> None:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
         await identity.change_password(
-            session, caller.account, current=body.current_password, new=body.new_password
+            session,
+            caller.account,
+            current=body.current_password,
+            new=body.new_password,
+            keep=caller.web_session,
         )
 
 

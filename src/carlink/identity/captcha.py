@@ -9,7 +9,8 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
+
+from carlink.clock import clock
 
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 LIFETIME = 300
@@ -23,10 +24,14 @@ def _mac(secret: str, answer: str, expires: int, nonce: str) -> str:
 def new_captcha(secret: str) -> tuple[str, str]:
     """(image as a data: URL, token to send back with the answer)."""
     answer = "".join(secrets.choice(ALPHABET) for _ in range(5))
-    expires = int(time.time()) + LIFETIME
+    expires = int(clock.now().timestamp()) + LIFETIME
     nonce = secrets.token_hex(6)
     token = f"{expires}.{nonce}.{_mac(secret, answer, expires, nonce)}"
     return svg_data_url(answer), token
+
+
+def token_nonce(token: str) -> str:
+    return token.split(".")[1] if token.count(".") == 2 else ""
 
 
 def check_captcha(secret: str, token: str, answer: str) -> bool:
@@ -35,7 +40,7 @@ def check_captcha(secret: str, token: str, answer: str) -> bool:
         expires = int(expires_text)
     except ValueError:
         return False
-    if expires < time.time():
+    if expires < clock.now().timestamp():
         return False
     return hmac.compare_digest(mac, _mac(secret, answer.strip(), expires, nonce))
 

@@ -53,6 +53,15 @@ class LoginFailure(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SpentCaptcha(Base):
+    """A solved picture challenge; each is good for one sign-in only (ACC-7)."""
+
+    __tablename__ = "spent_captchas"
+
+    nonce: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[dt.datetime]
+
+
 class LoginTransaction(Base):
     """An authorization request in progress: from /authorize through sign-in to the code."""
 

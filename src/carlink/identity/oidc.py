@@ -22,7 +22,7 @@ from carlink.errors import CarlinkError
 from carlink.identity import service as identity
 from carlink.identity import tokens
 from carlink.identity.access import SESSION_COOKIE, client_address, cookie_caller, platform_of
-from carlink.identity.captcha import check_captcha, new_captcha
+from carlink.identity.captcha import new_captcha
 from carlink.identity.models import Account, LoginFailure, LoginTransaction
 from carlink.settings import Settings
 from carlink.web.templating import page
@@ -173,7 +173,7 @@ async def identifier_submit(
         transaction = await _transaction(session, state or request.query_params.get("state", ""))
         transaction.username = username.strip()[:254]
         token = transaction.captcha_token or captcha_token
-        if token and captcha and check_captcha(secret, token, captcha):
+        if await identity.spend_captcha(session, secret, token or "", captcha):
             transaction.captcha_token = None
         elif await captcha_needed(session, platform.settings, client_address(request), username):
             image, transaction.captcha_token = new_captcha(secret)

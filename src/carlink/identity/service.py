@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
-from carlink.identity.models import Account, LoginFailure, WebSession
+from carlink.identity.captcha import LIFETIME as CAPTCHA_LIFETIME
+from carlink.identity.captcha import check_captcha, token_nonce
+from carlink.identity.models import Account, LoginFailure, SpentCaptcha, WebSession
 from carlink.settings import Settings
 
 _hasher = PasswordHasher()
@@ -155,11 +157,18 @@ def _count_failure(account: Account, settings: Settings, now: dt.datetime) -> No
         account.login_locked_until = now + dt.timedelta(seconds=min(delay, 60))
 
 
-async def change_password(session: AsyncSession, account: Account, *, current: str, new: str) -> None:
+async def change_password(
+    session: AsyncSession, account: Account, *, current: str, new: str, keep: WebSession | None = None
+) -> None:
+    """A new password signs out every other browser; apps keep their refresh tokens (ACC-7)."""
     if not verify_secret(account.password_hash, current):
         raise Unauthorised("the current password is not right", code="invalid_credentials")
     check_password_rules(new)
     account.password_hash = hash_secret(new)
+    others = delete(WebSession).where(WebSession.account_id == account.id)
+    if keep is not None:
+        others = others.where(WebSession.token_hash != keep.token_hash)
+    await session.execute(others)
 
 
 async def start_web_session(session: AsyncSession, account: Account) -> tuple[str, WebSession]:
@@ -187,6 +196,20 @@ async def web_session_account(session: AsyncSession, token: str) -> tuple[Accoun
 
 async def end_web_session(session: AsyncSession, token: str) -> None:
     await session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+
+
+async def spend_captcha(session: AsyncSession, secret: str, token: str, answer: str) -> bool:
+    """True once for a correct answer: a solved picture cannot be replayed for another sign-in (ACC-7)."""
+    if not token or not answer or not check_captcha(secret, token, answer):
+        return False
+    nonce = token_nonce(token)
+    if await session.get(SpentCaptcha, nonce) is not None:
+        return False
+    now = utcnow()
+    await session.execute(delete(SpentCaptcha).where(SpentCaptcha.expires_at < now))
+    session.add(SpentCaptcha(nonce=nonce, expires_at=now + dt.timedelta(seconds=CAPTCHA_LIFETIME)))
+    await session.flush()
+    return True
 
 
 def _checked_pin(pin: str) -> str:

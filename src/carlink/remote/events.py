@@ -1,7 +1,7 @@
 """In-process push of vehicle events (command state, new telemetry) to SSE streams and long polls.
 
-Streams also re-read the database now and then, so an api instance sees changes made by a gateway in
-another process (docs/architecture.md).
+Events made in another process (a gateway or jobs instance) arrive over the broker when this instance runs
+the api role alone; long polls also re-read the database (docs/architecture.md).
 """
 
 from __future__ import annotations

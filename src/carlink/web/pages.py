@@ -7,6 +7,7 @@ single-use PIN challenge for the person (RMT-1).
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +29,7 @@ from carlink.identity.access import (
     cookie_caller,
     platform_of,
 )
-from carlink.identity.captcha import check_captcha, new_captcha
+from carlink.identity.captcha import new_captcha
 from carlink.identity.oidc import captcha_needed, set_session_cookie
 from carlink.protocol.messages import CommandType
 from carlink.remote import service as remote
@@ -38,6 +39,7 @@ from carlink.web.readings import label as reading_label
 from carlink.web.readings import overview_lines
 from carlink.web.templating import page
 
+LOGIN_COOKIE = "carlink_signin"
 router = APIRouter(include_in_schema=False)
 
 HOME = "/vehicles"
@@ -155,7 +157,8 @@ def _signin_page(
     if captcha:
         image, token = new_captcha(platform_of(request).settings.secret_key)
         challenge = {"image": image, "token": token}
-    return _render(
+    login_token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = _render(
         request,
         "signin.html",
         None,
@@ -164,7 +167,13 @@ def _signin_page(
         email=email,
         next=_local(next),
         captcha=challenge,
+        login_token=login_token,
     )
+    # Double-submit token: another site cannot post a sign-in into this browser (login CSRF).
+    response.set_cookie(
+        LOGIN_COOKIE, login_token, max_age=3600, httponly=True, samesite="strict", path="/signin"
+    )
+    return response
 
 
 @router.post("/signin", response_model=None)
@@ -175,13 +184,18 @@ async def signin(
     captcha: str = Form(""),
     captcha_token: str = Form(""),
     next: str = Form(HOME),
+    login_token: str = Form(""),
 ) -> Response:
     platform = platform_of(request)
     settings = platform.settings
     source = client_address(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected, login_token):
+        message = "This sign-in form is out of date; please try again."
+        return _signin_page(request, status=400, error=message, email=email, next=next)
     async with platform.db.transaction() as session:
-        if await captcha_needed(session, settings, source, email) and not check_captcha(
-            settings.secret_key, captcha_token, captcha
+        if await captcha_needed(session, settings, source, email) and not await identity.spend_captcha(
+            session, settings.secret_key, captcha_token, captcha
         ):
             # REQ: ACC-7 — after repeated failures the password is checked only with the picture solved.
             message = "Those characters were not right; try this picture."
@@ -372,7 +386,9 @@ async def change_password(
         try:
             if new != repeat:
                 raise CarlinkError("the two new passwords are not the same", code="passwords_differ")
-            await identity.change_password(session, caller.account, current=current, new=new)
+            await identity.change_password(
+                session, caller.account, current=current, new=new, keep=caller.web_session
+            )
         except CarlinkError as error:
             return _account_page(request, caller, status=_form_status(error), password_error=error.message)
     return RedirectResponse("/account?done=password", status_code=303)

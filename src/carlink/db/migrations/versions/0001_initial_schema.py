@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:26:22.641344
+Create Date: 2026-11-25 16:50:56.239411
 """
 
 from collections.abc import Sequence
@@ -66,6 +66,12 @@ def upgrade() -> None:
         sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("retired_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("kid", name=op.f("pk_signing_keys")),
+    )
+    op.create_table(
+        "spent_captchas",
+        sa.Column("nonce", sa.String(length=32), nullable=False),
+        sa.Column("expires_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("nonce", name=op.f("pk_spent_captchas")),
     )
     op.create_table(
         "vehicles",
@@ -342,6 +348,7 @@ def downgrade() -> None:
 
     op.drop_table("audit_log")
     op.drop_table("vehicles")
+    op.drop_table("spent_captchas")
     op.drop_table("signing_keys")
     with op.batch_alter_table("login_failures", schema=None) as batch_op:
         batch_op.drop_index("ix_login_failures_source_at")
