@@ -60,8 +60,6 @@ def serve(
     migrate: Annotated[bool, typer.Option(help="apply database migrations at start")] = True,
 ) -> None:
     """Run the service against the configured database and broker (CARLINK_DATABASE_URL, CARLINK_MQTT_URL)."""
-    import uvicorn
-
     from carlink.app import create_app
     from carlink.platform import ROLES
 
@@ -71,7 +69,9 @@ def serve(
     unknown = roles - ROLES
     if unknown:
         raise typer.BadParameter(f"unknown role(s): {', '.join(sorted(unknown))}")
-    uvicorn.run(create_app(settings, roles=roles, migrate=migrate), host=host, port=port, log_level="warning")
+    from carlink.server import server
+
+    asyncio.run(server(create_app(settings, roles=roles, migrate=migrate), host=host, port=port).serve())
 
 
 @app.command()

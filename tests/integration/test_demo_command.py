@@ -67,7 +67,7 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         env=env,
     )
     try:
-        output = _read_until(process, r"Stop with Ctrl-C", timeout=60)
+        output = _read_until(process, r"Stop with Ctrl-C", timeout=120)
         urls = re.findall(r"https?://[\w.:\-/]+", output)
         assert urls[0].rstrip("/") == f"http://127.0.0.1:{port}"
         for login in (world.OWNER, world.FAMILY, world.STRANGER):

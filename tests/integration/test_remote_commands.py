@@ -217,3 +217,20 @@ async def test_factory_reset_in_the_car_disables_remote_access(stack: Stack) -> 
     await eventually(lambda: _remote_access_authorised_is(stack, PANAMERA, (False, False)))
     response = await owner.post(f"/api/v1/vehicles/{PANAMERA}/commands", json={"type": "LOCK"})
     assert response.json()["error"]["code"] == "remote_access_not_authorised"
+
+
+async def test_every_command_and_its_outcome_is_in_the_audit_log(stack: Stack) -> None:
+    owner = await stack.as_user(world.OWNER)
+    done = await _command(owner, TAYCAN, {"type": "HONK_FLASH", "params": {"mode": "FLASH"}})
+    challenge = (await owner.post(f"/api/v1/vehicles/{TAYCAN}/pin-challenges")).json()["challenge"]
+    await owner.post(
+        f"/api/v1/vehicles/{TAYCAN}/commands",
+        json={"type": "UNLOCK", "spin": {"challenge": challenge, "hash": spin_hash("0000", challenge)}},
+    )
+    log = (await owner.get(f"/api/v1/vehicles/{TAYCAN}/audit")).json()
+    actions = [(entry["action"], entry["detail"].get("command_id")) for entry in log]
+    assert ("command.accepted", done["id"]) in actions
+    assert ("command.performed", done["id"]) in actions
+    assert ("pin.wrong", None) in actions
+    family = await stack.as_user(world.FAMILY)
+    assert (await family.get(f"/api/v1/vehicles/{TAYCAN}/audit")).status_code == 403

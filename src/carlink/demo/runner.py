@@ -6,13 +6,10 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import signal
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +21,7 @@ from carlink.demo.console import DemoCars, console_router
 from carlink.gateway.embedded import EmbeddedBroker
 from carlink.gateway.provisioning import fleet_manifest
 from carlink.platform import Platform
+from carlink.server import server as http_server
 from carlink.settings import Settings
 from carlink.sim.fleet import Fleet, Manifest
 
@@ -38,19 +36,6 @@ class DemoOptions:
     data_dir: Path = Path(".carlink-demo")
     extra_vehicles: int = 0
     keep: bool = False
-
-
-class QuietExitServer(uvicorn.Server):
-    """Ctrl-C stops the demo with exit code 0: uvicorn would re-raise the signal once it has shut down."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -86,9 +71,7 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
     app = create_app(settings, platform=platform, migrate=False)
     demo_cars = DemoCars()
     app.include_router(console_router(demo_cars))
-    server = QuietExitServer(
-        uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="on")
-    )
+    server = http_server(app, host=options.host, port=options.port)
     fleet: Fleet | None = None
 
     async def bring_up_fleet() -> None:

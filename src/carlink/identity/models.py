@@ -80,6 +80,7 @@ class LoginTransaction(Base):
     )
     # Set when this sign-in must first solve a captcha (ACC-7); cleared when it is solved.
     captcha_token: Mapped[str | None] = mapped_column(String(100), default=None)
+    captcha_solved: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
 

@@ -175,6 +175,7 @@ async def identifier_submit(
         token = transaction.captcha_token or captcha_token
         if await identity.spend_captcha(session, secret, token or "", captcha):
             transaction.captcha_token = None
+            transaction.captcha_solved = True
         elif await captcha_needed(session, platform.settings, client_address(request), username):
             image, transaction.captcha_token = new_captcha(secret)
             message = (
@@ -201,15 +202,23 @@ async def password_submit(
     try:
         async with platform.db.transaction() as session:
             transaction = await _transaction(session, state)
-            if transaction.captcha_token:
+            email = transaction.username or username
+            if username.strip().lower() not in ("", email.strip().lower()):
+                # The ID was chosen at the first step; a script may not try other IDs past its challenge.
+                raise CarlinkError("sign in with the email address you entered first", code="login_mismatch")
+            source = client_address(request)
+            if transaction.captcha_token or (
+                not transaction.captcha_solved
+                and await captcha_needed(session, platform.settings, source, email)
+            ):
                 raise CarlinkError("solve the picture challenge first", code="captcha_required")
-            account = await identity.authenticate(
-                session,
-                platform.settings,
-                email=username or transaction.username or "",
-                password=password,
-                source=client_address(request),
-            )
+            try:
+                account = await identity.authenticate(
+                    session, platform.settings, email=email, password=password, source=source
+                )
+            except CarlinkError:
+                transaction.captcha_solved = False  # a solved picture is good for one password only
+                raise
             transaction.account_id = account.id
     except CarlinkError as error:
         return page(

@@ -42,9 +42,7 @@ async def run_once(platform: Platform) -> None:
     if platform.link is None or not platform.link.connected.is_set():
         return
     async with platform.db.transaction() as session:
-        pending = await remote.undelivered(session, RESEND_AFTER)
-        for row in pending:
-            row.publish_count += 1
+        pending = await remote.due_for_resend(session, RESEND_AFTER)
         resets = await remote.send_remote_access_resets(
             session,
             platform.settings,

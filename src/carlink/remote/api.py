@@ -18,7 +18,7 @@ from carlink.protocol.messages import CommandType
 from carlink.remote import service as remote
 from carlink.remote.models import RemoteCommand
 from carlink.remote.rules import is_terminal
-from carlink.remote.schemas import ChallengeOut, CommandIn, CommandOut, command_out
+from carlink.remote.schemas import AuditOut, ChallengeOut, CommandIn, CommandOut, command_out
 
 router = APIRouter(prefix="/api/v1/vehicles", tags=["remote services"])
 
@@ -77,6 +77,20 @@ async def list_commands(vin: str, request: Request) -> list[dict[str, Any]]:
         caller = await require_caller(request, session)
         entry = await garage.garage_entry(session, caller.account, vin)
         return [command_out(row) for row in await remote.recent_commands(session, entry)]
+
+
+@router.get("/{vin}/audit", response_model=list[AuditOut])
+async def audit_log(
+    vin: str, request: Request, limit: int = Query(100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
+    """Every command and its outcome, and wrong PIN entries, newest first (main user only)."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await require_caller(request, session)
+        entry = await garage.garage_entry(session, caller.account, vin)
+        return [
+            {"at": row.at, "action": row.action, "account_id": row.account_id, "detail": row.detail}
+            for row in await remote.audit_trail(session, entry, limit)
+        ]
 
 
 @router.get("/{vin}/commands/{command_id}", response_model=CommandOut)

@@ -34,6 +34,15 @@ class CommandOut(BaseModel):
     finished_at: dt.datetime | None
 
 
+class AuditOut(BaseModel):
+    at: dt.datetime
+    action: str = Field(
+        description="command.accepted, command.performed, command.error, command.expired, pin.wrong"
+    )
+    account_id: int | None
+    detail: dict[str, Any]
+
+
 class ChallengeOut(BaseModel):
     challenge_id: str
     challenge: str

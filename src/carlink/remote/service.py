@@ -218,6 +218,19 @@ async def recent_commands(session: AsyncSession, entry: GarageEntry, limit: int 
     return list(rows)
 
 
+async def audit_trail(session: AsyncSession, entry: GarageEntry, limit: int = 100) -> list[AuditEntry]:
+    """Who did what to this vehicle and what came of it; for the main user only."""
+    if not entry.is_main_user:
+        raise Forbidden("only the main user sees the vehicle's audit log", code="main_user_only")
+    rows = await session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.vehicle_id == entry.vehicle.id)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
 async def apply_ack(session: AsyncSession, vehicle_id: int, ack: Ack) -> RemoteCommand | None:
     """Moves a command along its lifecycle; acks for other cars' or finished commands change nothing."""
     row = await session.get(RemoteCommand, ack.command_id)
@@ -271,17 +284,22 @@ async def expire_due(session: AsyncSession) -> list[RemoteCommand]:
     return rows
 
 
-async def undelivered(session: AsyncSession, older_than: dt.timedelta) -> list[RemoteCommand]:
-    """Accepted commands the car has not confirmed: re-sent (same id, same signature) after broker trouble."""
+async def due_for_resend(session: AsyncSession, first_after: dt.timedelta) -> list[RemoteCommand]:
+    """Unfinished commands to re-send (same id, same signature) after broker or network trouble: the car
+    executes a command once and answers a repeat with its recorded outcome. Re-sends back off: after
+    `first_after`, then twice as long each time (3, 6, 12, 24, 48 s)."""
     now = utcnow()
     rows = await session.scalars(
         select(RemoteCommand).where(
-            RemoteCommand.state == CommandState.ACCEPTED.value,
-            RemoteCommand.created_at <= now - older_than,
+            RemoteCommand.state.in_([CommandState.ACCEPTED.value, CommandState.DELIVERED.value]),
+            RemoteCommand.created_at <= now - first_after,
             RemoteCommand.expires_at > now,
         )
     )
-    return list(rows)
+    due = [row for row in rows if now - row.created_at >= first_after * 2**row.publish_count]
+    for row in due:
+        row.publish_count += 1
+    return due
 
 
 # --- security PIN (RMT-1: unlock) -------------------------------------------------------------------------

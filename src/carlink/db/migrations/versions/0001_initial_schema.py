@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:50:56.239411
+Create Date: 2026-11-25 16:54:14.914413
 """
 
 from collections.abc import Sequence
@@ -151,6 +151,7 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=254), nullable=True),
         sa.Column("account_id", sa.Integer(), nullable=True),
         sa.Column("captcha_token", sa.String(length=100), nullable=True),
+        sa.Column("captcha_solved", sa.Boolean(), nullable=False),
         sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
