@@ -170,6 +170,9 @@ async def add_secondary_user(session: AsyncSession, entry: GarageEntry, email: s
 async def remove_user(session: AsyncSession, entry: GarageEntry, account_id: int) -> None:
     if not entry.is_main_user:
         raise Forbidden("only the main user removes secondary users", code="main_user_only")
+    not_found = NotFound("no such secondary user on this vehicle", code="user_not_found")
+    if not 0 < account_id < 2**31:  # ids come from URLs; beyond a 32-bit integer the driver would fail
+        raise not_found
     membership = await session.scalar(
         select(VehicleUser).where(
             VehicleUser.vehicle_id == entry.vehicle.id,
@@ -178,7 +181,7 @@ async def remove_user(session: AsyncSession, entry: GarageEntry, account_id: int
         )
     )
     if membership is None:
-        raise NotFound("no such secondary user on this vehicle", code="user_not_found")
+        raise not_found
     await session.delete(membership)
 
 

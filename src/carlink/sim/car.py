@@ -108,8 +108,8 @@ class SimulatedCar:
     def _cut_link(self) -> None:
         """Drops the TCP link without an MQTT DISCONNECT, as a car losing power does: only then does the
         broker publish the last will (a clean DISCONNECT, which closing the client sends, discards it)."""
-        sock = self._client._client.socket() if self._client is not None else None  # noqa: SLF001
-        if sock is not None:
+        sock = self._client._client.socket() if self._client is not None else None
+        if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
