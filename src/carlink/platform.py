@@ -31,6 +31,12 @@ class Platform:
     link: CloudLink | None = None
 
     @property
+    def events_over_broker(self) -> bool:
+        """Only a split deployment has api instances elsewhere; one process serves its listeners itself."""
+        configured = self.settings.events_over_broker
+        return self.roles != ROLES if configured is None else configured
+
+    @property
     def tokens(self) -> TokenIssuer:
         assert self.issuer is not None
         return self.issuer
@@ -38,7 +44,7 @@ class Platform:
     async def emit(self, vehicle_id: int, event: dict[str, Any]) -> None:
         """Tells this instance's listeners at once, and api instances in other processes via the broker."""
         self.hub.publish(vehicle_id, event)
-        if self.link is not None and self.link.connected.is_set():
+        if self.events_over_broker and self.link is not None and self.link.connected.is_set():
             payload = json.dumps({"vehicle_id": vehicle_id, "event": event}, default=str).encode()
             await self.link.publish(self.link.topics.events(), payload, qos=0)
 

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = "carlink"
     # MQTT 5 shared-subscription group; empty runs a single gateway with plain subscriptions.
     mqtt_shared_group: str = ""
+    # Vehicle events (command states, telemetry) also go over the broker, for api instances in other
+    # processes. Default: only when this instance does not run all roles; set true when an all-roles
+    # instance works beside api-only ones.
+    events_over_broker: bool | None = None
     base_url: str = "http://127.0.0.1:8080"
     # Secret behind session cookies, per-car broker passwords and the gateway's broker password.
     secret_key: str = Field(default="change-me-carlink-development-secret", min_length=16)

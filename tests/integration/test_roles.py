@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 
 from carlink.app import create_app
@@ -19,6 +20,7 @@ from carlink.platform import Platform
 from tests.support.stack import TAYCAN, Stack, oidc_login
 
 
+@pytest.mark.stack_settings(events_over_broker=True)
 async def test_api_only_instance_completes_commands_through_a_separate_gateway(
     stack: Stack, tmp_path: Path
 ) -> None:

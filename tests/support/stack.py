@@ -160,7 +160,8 @@ async def running_stack(
             yield stack
     finally:
         if fleet is not None:
-            await fleet.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fleet.stop(), 30)
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server_task, 15)

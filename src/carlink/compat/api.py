@@ -158,29 +158,17 @@ async def send_command(vin: str, request: Request) -> dict[str, Any]:
             challenge = await remote.issue_pin_challenge(session, entry, caller.account)
             return {"data": {"challenge": challenge.challenge}}
         kind = commands.command_type(command.key)
-        if kind is CommandType.UNLOCK:
-            challenge_text, answer = commands.spin(command)
-            row = await remote.send_unlock(
-                session,
-                platform.settings,
-                platform.signer,
-                entry,
-                caller.account,
-                challenge=challenge_text,
-                answer=answer,
-                channel="compat",
-            )
-        else:
-            row = await remote.send_command(
-                session,
-                platform.settings,
-                platform.signer,
-                entry,
-                caller.account,
-                kind,
-                commands.params(command),
-                channel="compat",
-            )
+        row = await remote.send_remote_service(
+            session,
+            platform.settings,
+            platform.signer,
+            entry,
+            caller.account,
+            kind,
+            commands.params(command),
+            spin=commands.spin(command) if kind is CommandType.UNLOCK else None,
+            channel="compat",
+        )
     await platform.dispatch(row)
     return commands.status(row)
 

@@ -25,6 +25,14 @@ PAIRING_MESSAGES = {
 }
 
 
+# What a person can switch in the car: form value -> (label, SimulatedCar method taking on/off).
+SWITCHES = {
+    "privacy": ("Privacy mode", "set_privacy_mode"),
+    "remote_access": ("Remote-access authorisation", "set_remote_access"),
+    "data": ("Data connection", "set_data_connection"),
+}
+
+
 @dataclass
 class DemoCars:
     fleet: Fleet | None = None
@@ -59,28 +67,14 @@ def console_router(cars: DemoCars) -> APIRouter:
                 cars.last_message[vin] = PAIRING_MESSAGES.get(reply.error, reply.error or "")
         return _back(vin)
 
-    @router.post("/{vin}/privacy")
-    async def privacy(vin: str, enabled: bool = Form(False)) -> RedirectResponse:
+    @router.post("/{vin}/switch")
+    async def switch(vin: str, setting: str = Form(""), on: bool = Form(False)) -> RedirectResponse:
         car = _car(vin)
-        if car is not None:
-            await car.set_privacy_mode(enabled)
-            cars.last_message[vin] = f"Privacy mode {'on' if enabled else 'off'}."
-        return _back(vin)
-
-    @router.post("/{vin}/remote-access")
-    async def remote_access(vin: str, authorised: bool = Form(False)) -> RedirectResponse:
-        car = _car(vin)
-        if car is not None:
-            await car.set_remote_access(authorised)
-            cars.last_message[vin] = f"Remote access {'authorised' if authorised else 'switched off'}."
-        return _back(vin)
-
-    @router.post("/{vin}/data")
-    async def data(vin: str, on: bool = Form(False)) -> RedirectResponse:
-        car = _car(vin)
-        if car is not None:
-            await car.set_data_connection(on)
-            cars.last_message[vin] = f"Data connection {'on' if on else 'off'}."
+        action = SWITCHES.get(setting)
+        if car is not None and action is not None:
+            label, method = action
+            await getattr(car, method)(on)
+            cars.last_message[vin] = f"{label} {'on' if on else 'off'}."
         return _back(vin)
 
     return router

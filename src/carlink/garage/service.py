@@ -245,6 +245,13 @@ async def revoke_remote_access(session: AsyncSession, account: Account) -> list[
     return vehicles
 
 
+async def confirm_remote_access_reset(session: AsyncSession, vehicle_id: int) -> None:
+    """The car has switched remote access off after a reset of the security code (VEH-5)."""
+    vehicle = await session.get(Vehicle, vehicle_id)
+    if vehicle is not None:
+        vehicle.remote_access_reset_pending = False
+
+
 async def vehicles_awaiting_remote_access_reset(session: AsyncSession) -> list[Vehicle]:
     rows = await session.scalars(
         select(Vehicle).where(Vehicle.remote_access_reset_pending.is_(True), Vehicle.online.is_(True))

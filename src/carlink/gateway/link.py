@@ -64,8 +64,9 @@ class CloudLink:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # Bounded: aiomqtt waits for the broker to confirm the disconnect, which a dead link never does.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await asyncio.wait_for(task, 5)
         self._tasks.clear()
 
     async def wait_connected(self, timeout: float = 10.0) -> None:

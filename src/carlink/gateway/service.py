@@ -28,6 +28,7 @@ from carlink.remote import service as remote
 from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
+VEHICLE_ID_CACHE = 200_000
 _KINDS = frozenset({kinds.UP_ACK, kinds.UP_TELEMETRY, kinds.UP_CONNECTION, kinds.UP_REQUEST})
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
@@ -41,6 +42,8 @@ class UplinkHandler:
         self.reply = reply
         self.topics = topics
         self.rejected = 0
+        # VIN -> vehicle id; ids never change, and acks then need no vehicle lookup.
+        self._vehicle_ids: dict[str, int] = {}
 
     async def __call__(self, vin: str, kind: str, payload: bytes) -> None:
         message = self._parse(vin, kind, payload)
@@ -49,13 +52,23 @@ class UplinkHandler:
         metrics.UPLINKS.labels(kind).inc()
         events: list[dict[str, Any]] = []
         reply: Reply | None = None
+        vehicle_id = self._vehicle_ids.get(vin)
+        if isinstance(message, Ack) and vehicle_id is not None:
+            # The hot path of every command: the vehicle itself need not be loaded.
+            async with self.db.transaction() as session:
+                events = await self._ack(session, vehicle_id, message)
+            for event in events:
+                await self.emit(vehicle_id, event)
+            return
         async with self.db.transaction() as session:
             vehicle = await garage.vehicle_by_vin(session, vin)
             if vehicle is None:
                 log.warning("uplink from unknown vehicle %s dropped", vin)
                 return
+            if len(self._vehicle_ids) < VEHICLE_ID_CACHE:
+                self._vehicle_ids[vin] = vehicle.id
             if isinstance(message, Ack):
-                events = await self._ack(session, vehicle, message)
+                events = await self._ack(session, vehicle.id, message)
             elif isinstance(message, Telemetry):
                 events = await self._telemetry(session, vehicle, message)
             elif isinstance(message, Connection):
@@ -96,12 +109,12 @@ class UplinkHandler:
         metrics.UPLINKS_REJECTED.labels(kind if kind in _KINDS else "unknown").inc()
         log.warning("malformed %s from %s dropped: %s", kind, vin, why)
 
-    async def _ack(self, session: AsyncSession, vehicle: Vehicle, ack: Ack) -> list[dict[str, Any]]:
-        command = await remote.apply_ack(session, vehicle.id, ack)
+    async def _ack(self, session: AsyncSession, vehicle_id: int, ack: Ack) -> list[dict[str, Any]]:
+        command = await remote.apply_ack(session, vehicle_id, ack)
         if command is None:
             return []
         if command.type == CommandType.REMOTE_ACCESS_RESET.value and command.state == "performed":
-            vehicle.remote_access_reset_pending = False  # the car has switched remote access off (VEH-5)
+            await garage.confirm_remote_access_reset(session, vehicle_id)
         if command.finished_at is not None:
             metrics.COMMANDS.labels(command.type, command.state).inc()
             metrics.COMMAND_SECONDS.observe((command.finished_at - command.created_at).total_seconds())

@@ -10,11 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from carlink.errors import CarlinkError
 from carlink.garage import service as garage
 from carlink.identity.access import platform_of, require_caller
 from carlink.platform import Platform
-from carlink.protocol.messages import CommandType
 from carlink.remote import service as remote
 from carlink.remote.models import RemoteCommand
 from carlink.remote.rules import is_terminal
@@ -41,32 +39,18 @@ async def send_command(vin: str, body: CommandIn, request: Request) -> dict[str,
     async with platform.db.transaction() as session:
         caller = await require_caller(request, session)
         entry = await garage.garage_entry(session, caller.account, vin)
-        if body.type is CommandType.UNLOCK:
-            if body.spin is None:
-                raise CarlinkError(
-                    "unlocking needs the security PIN: answer a PIN challenge", code="pin_required"
-                )
-            row = await remote.send_unlock(
-                session,
-                platform.settings,
-                platform.signer,
-                entry,
-                caller.account,
-                challenge=body.spin.challenge,
-                answer=body.spin.hash,
-                channel="api",
-            )
-        else:
-            row = await remote.send_command(
-                session,
-                platform.settings,
-                platform.signer,
-                entry,
-                caller.account,
-                body.type,
-                body.params,
-                channel="api",
-            )
+        spin = (body.spin.challenge, body.spin.hash) if body.spin else None
+        row = await remote.send_remote_service(
+            session,
+            platform.settings,
+            platform.signer,
+            entry,
+            caller.account,
+            body.type,
+            body.params,
+            spin=spin,
+            channel="api",
+        )
     await platform.dispatch(row)
     return command_out(row)
 

@@ -431,6 +431,29 @@ async def send_unlock(
     )
 
 
+async def send_remote_service(
+    session: AsyncSession,
+    settings: Settings,
+    signer: CommandSigner,
+    entry: GarageEntry,
+    account: Account,
+    kind: CommandType,
+    params: dict[str, Any],
+    *,
+    spin: tuple[str, str] | None,
+    channel: str,
+) -> RemoteCommand:
+    """Any remote service; UNLOCK needs `spin`, the (challenge, answer) of a PIN challenge."""
+    if kind is not CommandType.UNLOCK:
+        return await send_command(session, settings, signer, entry, account, kind, params, channel=channel)
+    if spin is None:
+        raise CarlinkError("unlocking needs the security PIN: answer a PIN challenge", code="pin_required")
+    challenge, answer = spin
+    return await send_unlock(
+        session, settings, signer, entry, account, challenge=challenge, answer=answer, channel=channel
+    )
+
+
 # --- wake-up (RMT-2) --------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from carlink.sim.state import CarState
 
 log = logging.getLogger("carlink.sim")
 SEEN_COMMANDS = 512
+STOP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ class SimulatedCar:
             self._cut_link()
         if self._task is not None:
             self._task.cancel()
+            # Bounded: aiomqtt waits for the broker to confirm the disconnect, which a dead link never does.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await asyncio.wait_for(self._task, STOP_TIMEOUT)
         self.connected.clear()
 
     def _cut_link(self) -> None:
@@ -223,11 +225,14 @@ class SimulatedCar:
         # Remembered before anything is sent: if the link drops now, a re-send is answered, not re-executed.
         self.executed.append(command)
         outcome = self._remember(command, AckState.ERROR if error else AckState.PERFORMED, error)
+        sends = [self._publish(kinds.UP_ACK, outcome)]
         if command.type is CommandType.WAKE:
-            await self.report()
-        elif error is None:
-            await self.report(_touched(command.type))
-        await self._publish(kinds.UP_ACK, outcome)
+            sends.insert(0, self.report())
+        elif error is None and _touched(command.type):
+            sends.insert(0, self.report(_touched(command.type)))
+        # Queued together and in order (MQTT keeps one connection's order): the state the command changed
+        # is stored before the cloud sees the outcome, at the cost of one wait for the broker, not two.
+        await asyncio.gather(*sends)
 
     async def _finish(self, command: Command, state: AckState, reason: str | None) -> None:
         await self._publish(kinds.UP_ACK, self._remember(command, state, reason))
