@@ -127,6 +127,15 @@ def read_captcha(page: str) -> tuple[str, str]:
     return "".join(char for _, char in sorted(glyphs, key=lambda g: int(g[0]))), token.group(1)
 
 
+async def solve_the_picture(http: httpx.AsyncClient, state: str, email: str) -> None:
+    """At the first step, as a person would: the picture is shown, and its characters are typed in."""
+    challenge = await enter_email(http, state, email)
+    assert challenge.status_code == 400, challenge.text
+    answer, token = read_captcha(challenge.text)
+    solved = await enter_email(http, state, email, captcha=answer, captcha_token=token)
+    assert solved.status_code == 200, solved.text
+
+
 @pytest.fixture
 async def browser(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
@@ -324,6 +333,7 @@ async def test_a_refresh_token_keeps_a_client_working_even_after_the_id_is_locke
     tokens = await oidc_login(browser, world.OWNER, world.PASSWORD)
     await lock_by_guessing(stack.db, stack.settings, world.OWNER)
     state = await start_sign_in(browser)
+    await solve_the_picture(browser, state, world.OWNER)
     locked = await enter_password(browser, state, world.OWNER, world.PASSWORD)
     assert locked.status_code == 400 and page_error_code(locked) == "account_locked"
     response = await refresh(browser, tokens["refresh_token"])
@@ -406,8 +416,21 @@ async def test_a_quick_retry_after_three_wrong_passwords_is_asked_to_wait(
     await enter_email(browser, state, world.STRANGER)
     for _ in range(stack.settings.login_failures_before_delay):
         await enter_password(browser, state, world.STRANGER, "not-my-password")
+    # Now a picture guards the password step too: it is refused until the picture is solved.
+    unsolved = await enter_password(browser, state, world.STRANGER, world.PASSWORD)
+    assert unsolved.status_code == 400 and page_error_code(unsolved) == "captcha_required"
+    await solve_the_picture(browser, state, world.STRANGER)
     hurried = await enter_password(browser, state, world.STRANGER, world.PASSWORD)
     assert hurried.status_code == 400 and page_error_code(hurried) == "slow_down"
+
+
+async def test_the_password_step_keeps_the_id_of_the_first_step(
+    stack: Stack, browser: httpx.AsyncClient
+) -> None:
+    state = await start_sign_in(browser)
+    await enter_email(browser, state, world.STRANGER)
+    other = await enter_password(browser, state, world.OWNER, world.PASSWORD)
+    assert other.status_code == 400 and page_error_code(other) == "login_mismatch"
 
 
 # --- the ID's own settings ---------------------------------------------------------------------------------
