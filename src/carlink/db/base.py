@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,6 @@ from typing import Any, ClassVar
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import NullPool
 
 from carlink.clock import clock
 from carlink.errors import CarlinkError
@@ -66,10 +66,11 @@ class Database:
                 raise ValueError("use a file for SQLite: several connections must see the same data")
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        if url.endswith("?poolclass=null"):
-            url = url.removesuffix("?poolclass=null")
-            kwargs = {"echo": echo, "poolclass": NullPool}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite has one writer at a time. Taking turns here, rather than in SQLite's busy handler (which
+        # sleeps 1, 2, 5 … 100 ms between tries, or fails a deferred transaction that must upgrade), keeps a
+        # command's round trip short. PostgreSQL needs no such turn.
+        self._turn: asyncio.Lock | None = asyncio.Lock() if url.startswith("sqlite") else None
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -83,7 +84,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits on success and on a refusal (a CarlinkError is a decision whose traces,
         such as a counted wrong PIN, must stay); rolls back on any other error."""
-        async with self.sessions() as session:
+        async with self._sqlite_turn(), self.sessions() as session:
             try:
                 yield session
             except CarlinkError:
@@ -94,6 +95,14 @@ class Database:
                 raise
             else:
                 await session.commit()
+
+    @asynccontextmanager
+    async def _sqlite_turn(self) -> AsyncIterator[None]:
+        if self._turn is None:
+            yield
+            return
+        async with self._turn:
+            yield
 
     async def dispose(self) -> None:
         await self.engine.dispose()
