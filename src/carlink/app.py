@@ -51,19 +51,19 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
     async with platform.db.transaction() as session:
         await platform.tokens.load(session)
         await platform.signer.load(session)
-    tasks: list[asyncio.Task[None]] = []
-    if platform.roles & {"api", "gateway", "jobs"}:
-        handler = None
-        if "gateway" in platform.roles:
-            handler = UplinkHandler(
-                platform.db, platform.emit, _reply(platform), Topics(settings.mqtt_topic_prefix)
-            )
-        # An api instance without the gateway role learns of vehicle events through the broker.
-        sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
-        platform.link = CloudLink(
-            settings, handler=handler, event_sink=sink, name="-".join(sorted(platform.roles))
+    # Every role talks to the broker: the api publishes commands, the gateway reads uplinks, jobs re-send.
+    handler = None
+    if "gateway" in platform.roles:
+        handler = UplinkHandler(
+            platform.db, platform.emit, _reply(platform), Topics(settings.mqtt_topic_prefix)
         )
-        await platform.link.start()
+    # An api instance without the gateway role learns of vehicle events through the broker.
+    sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
+    platform.link = CloudLink(
+        settings, handler=handler, event_sink=sink, name="-".join(sorted(platform.roles))
+    )
+    await platform.link.start()
+    tasks: list[asyncio.Task[None]] = []
     if "jobs" in platform.roles:
         tasks.append(asyncio.create_task(run_forever(platform), name="jobs"))
     return tasks

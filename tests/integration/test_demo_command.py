@@ -85,7 +85,9 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
             code = world.demo_pairing_code(nine_eleven, world.OWNER)
             assert http.post(f"/demo/cars/{nine_eleven}/pair", data={"code": code}).status_code == 303
             assert "Linked" in http.get("/demo/cars").text
-            switched = http.post(f"/demo/cars/{nine_eleven}/switch", data={"setting": "privacy", "on": "true"})
+            switched = http.post(
+                f"/demo/cars/{nine_eleven}/switch", data={"setting": "privacy", "on": "true"}
+            )
             assert switched.status_code == 303
             assert "Privacy mode on" in http.get("/demo/cars").text
         garage = asyncio.run(_garage(urls[0], world.OWNER))

@@ -72,8 +72,3 @@ async def stored_overview(session: AsyncSession, vehicle: Vehicle) -> dict[str, 
         for key in PRIVATE_KEYS:
             overview.pop(key, None)
     return overview
-
-
-async def last_report_at(session: AsyncSession, vehicle: Vehicle) -> dt.datetime | None:
-    rows = await session.scalars(select(Measurement.received_at).where(Measurement.vehicle_id == vehicle.id))
-    return max(rows, default=None)
