@@ -404,12 +404,10 @@ async def unlock_with_pin(
     """The portal's unlock: the same single-use challenge and lockout, answered on the server side."""
     if not (len(pin) == 4 and pin.isdigit()):
         raise CarlinkError("the security PIN has 4 digits", code="invalid_pin_format")
-    challenge = await issue_pin_challenge(session, entry, account)
-    await verify_pin_answer(
-        session, settings, entry, account, challenge.challenge, spin_hash(pin, challenge.challenge)
-    )
-    return await send_command(
-        session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel
+    challenge = (await issue_pin_challenge(session, entry, account)).challenge
+    answer = spin_hash(pin, challenge)
+    return await send_unlock(
+        session, settings, signer, entry, account, challenge=challenge, answer=answer, channel=channel
     )
 
 
