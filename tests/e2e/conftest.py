@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -24,7 +25,12 @@ CHROMIUM_ARGS = [
 ]
 # Two cores shared with other work: wait generously, never sleep.
 TIMEOUT_MS = 20_000
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The journeys' screenshots go to test-results/ (git-ignored); `CARLINK_UPDATE_SCREENSHOTS=1 make test`
+# renews the ones in docs/screenshots/ that the README shows.
+_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = (
+    _ROOT / ("docs" if os.environ.get("CARLINK_UPDATE_SCREENSHOTS") else "test-results") / "screenshots"
+)
 
 OpenPage = Callable[[], Awaitable[Page]]
 SignIn = Callable[[str], Awaitable[Page]]
