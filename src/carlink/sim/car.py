@@ -162,6 +162,7 @@ class SimulatedCar:
     async def _report_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.report_interval)
+            self.state.advance(self.report_interval)
             await self.report()
 
     async def _publish(
@@ -270,9 +271,8 @@ class SimulatedCar:
             case CommandType.UNLOCK:
                 state.locked = False
             case CommandType.CLIMATE_START:
-                state.climate_on = True
-                state.climate_temperature = float(params.get("target_temperature_c", 21.0))
-                state.climate_zones.update({k: bool(v) for k, v in dict(params.get("zones", {})).items()})
+                zones = {k: bool(v) for k, v in dict(params.get("zones", {})).items()}
+                state.start_climate(float(params.get("target_temperature_c", 21.0)), zones)
             case CommandType.CLIMATE_STOP:
                 state.climate_on = False
             case CommandType.DIRECT_CHARGING_START:

@@ -18,6 +18,9 @@ CITIES = {
     "FR": (48.8566, 2.3522),
 }
 WHEELS = ("front_left", "front_right", "rear_left", "rear_right")
+CHARGER_KW = 11.0  # a wallbox at home
+BATTERY_KWH = {Engine.BEV: 93.4, Engine.PHEV: 17.9}
+CLIMATE_MINUTES = 30.0  # a remote climate session runs this long, then stops by itself
 TWO_DOORS = ("front_left", "front_right", "lid_front", "lid_rear")
 FOUR_DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front", "lid_rear", "sunroof")
 
@@ -38,6 +41,7 @@ class CarState:
     charging_mode: str = "PROFILE"
     target_soc: int = 80
     climate_on: bool = False
+    climate_minutes_left: float = 0.0
     climate_temperature: float = 21.0
     climate_zones: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(WHEELS, False))
     tyres: dict[str, float] = field(default_factory=dict)
@@ -64,6 +68,22 @@ class CarState:
         if variant.engine is not Engine.BEV:
             state.fuel = float(rng.randint(20, 95))
         return state
+
+    def start_climate(self, temperature: float, zones: dict[str, bool]) -> None:
+        self.climate_on = True
+        self.climate_temperature = temperature
+        self.climate_zones.update(zones)
+        self.climate_minutes_left = CLIMATE_MINUTES
+
+    def advance(self, seconds: float) -> None:
+        """Time passes: a plugged-in car charges towards its target, a climate session runs down."""
+        if self.charging_status == "CHARGING" and self.engine in BATTERY_KWH:
+            limit = 100 if self.charging_mode == "DIRECT" else self.target_soc
+            gained = CHARGER_KW * seconds / 3600 / BATTERY_KWH[self.engine] * 100
+            self.battery = min(float(limit), self.battery + gained)
+        if self.climate_on:
+            self.climate_minutes_left = max(0.0, self.climate_minutes_left - seconds / 60)
+            self.climate_on = self.climate_minutes_left > 0
 
     @property
     def e_range_km(self) -> int:
@@ -94,7 +114,7 @@ class CarState:
             "climate": lambda: {
                 "active": self.climate_on,
                 "target_temperature_c": self.climate_temperature,
-                "remaining_min": 30 if self.climate_on else 0,
+                "remaining_min": round(self.climate_minutes_left) if self.climate_on else 0,
                 "zones": dict(self.climate_zones),
             },
             "tyres": lambda: {w: {"bar": bar, "target_bar": 2.7} for w, bar in self.tyres.items()},
@@ -115,7 +135,7 @@ class CarState:
 
     def _charging(self) -> dict[str, Any]:
         status = self.charging_status
-        power = 11.0 if status == "CHARGING" else 0.0
+        power = CHARGER_KW if status == "CHARGING" else 0.0
         return {
             "plugged": self.plugged,
             "status": status,
