@@ -572,7 +572,7 @@ async def test_many_failures_from_one_network_are_throttled_for_every_id_from_th
     id_service: tuple[Database, Settings],
 ) -> None:
     db, settings = id_service
-    settings = settings.with_overrides(login_failures_per_source_per_10min=5)
+    settings = settings.model_copy(update={"login_failures_per_source_per_10min": 5})
     for index in range(settings.login_failures_per_source_per_10min):
         # Guessing across IDs, known or not, counts against the network it comes from.
         await refusal(db, settings, "guess", email=f"someone{index}@example.com", source="192.0.2.66")

@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -50,8 +50,6 @@ class CloudLink:
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.on_connect: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name=f"{self.name}-mqtt"))
@@ -111,10 +109,6 @@ class CloudLink:
                     self.connected.set()
                     delay = 0.2
                     log.info("%s connected to mqtt://%s:%s", self.name, self.address.host, self.address.port)
-                    for callback in self.on_connect:
-                        task = asyncio.create_task(callback())
-                        self._background.add(task)
-                        task.add_done_callback(self._background.discard)
                     async for message in client.messages:
                         await self._dispatch(str(message.topic), message.payload)
             except aiomqtt.MqttError as exc:

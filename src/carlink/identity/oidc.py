@@ -21,7 +21,13 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError
 from carlink.identity import service as identity
 from carlink.identity import tokens
-from carlink.identity.access import SESSION_COOKIE, client_address, cookie_caller, platform_of
+from carlink.identity.access import (
+    SESSION_COOKIE,
+    client_address,
+    cookie_caller,
+    platform_of,
+    require_caller,
+)
 from carlink.identity.captcha import new_captcha
 from carlink.identity.models import Account, LoginFailure, LoginTransaction
 from carlink.settings import Settings
@@ -58,8 +64,6 @@ async def jwks(request: Request) -> dict[str, Any]:
 
 @router.get("/userinfo")
 async def userinfo(request: Request) -> dict[str, Any]:
-    from carlink.identity.access import require_caller
-
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
         return {
