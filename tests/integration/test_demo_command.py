@@ -22,17 +22,19 @@ from carlink.protocol.vin import is_valid_vin
 from tests.support.stack import oidc_login
 
 
-def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> str:
+def _read_until(process: subprocess.Popen[bytes], pattern: str, timeout: float) -> str:
+    """Reads the raw pipe: a buffered readline would keep lines that select() can no longer see."""
     assert process.stdout is not None
+    fd = process.stdout.fileno()
     seen = ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
+            chunk = os.read(fd, 65536)
+            if not chunk and process.poll() is not None:
                 break
-            seen += line
+            seen += chunk.decode(errors="replace")
             if re.search(pattern, seen):
                 return seen
         elif process.poll() is not None:
@@ -63,7 +65,6 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
         env=env,
     )
     try:
@@ -98,7 +99,7 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-        assert "stopped" in (process.stdout.read() if process.stdout else "")
+        assert "stopped" in _read_until(process, "stopped", timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
