@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -18,10 +19,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from carlink import __version__
+from carlink.catalog.seed import ensure_catalogue
 from carlink.compat import api as compat_api
 from carlink.db.base import Database
 from carlink.db.migrate import upgrade
@@ -37,6 +40,9 @@ from carlink.platform import ROLES, Platform
 from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
 from carlink.settings import Settings
+from carlink.store import api as store_api
+from carlink.store import entitlements
+from carlink.store.payments import SandboxGateway
 from carlink.web import pages
 
 log = logging.getLogger("carlink")
@@ -48,14 +54,29 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
     if migrate:
         await upgrade(settings.database_url)
     platform.issuer = TokenIssuer(settings)
+    if platform.gateway is None:
+        platform.gateway = SandboxGateway(platform.db)
     async with platform.db.transaction() as session:
         await platform.tokens.load(session)
         await platform.signer.load(session)
+    # Several instances may start at once; the one that loses the race finds the catalogue seeded.
+    for attempt in range(2):
+        try:
+            async with platform.db.transaction() as session:
+                await ensure_catalogue(session)
+            break
+        except IntegrityError:
+            if attempt:
+                raise
     # Every role talks to the broker: the api publishes commands, the gateway reads uplinks, jobs re-send.
     handler = None
     if "gateway" in platform.roles:
         handler = UplinkHandler(
-            platform.db, platform.emit, _reply(platform), Topics(settings.mqtt_topic_prefix)
+            platform.db,
+            platform.emit,
+            _reply(platform),
+            Topics(settings.mqtt_topic_prefix),
+            republish_entitlements=functools.partial(entitlements.publish, platform),
         )
     # An api instance without the gateway role learns of vehicle events through the broker.
     sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
@@ -122,6 +143,8 @@ def create_app(
         garage_api.router,
         garage_api.catalogue_router,
         remote_api.router,
+        store_api.router,
+        store_api.vehicle_router,
         compat_api.router,
         pages.router,
     ):

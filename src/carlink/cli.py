@@ -1,12 +1,13 @@
-"""The `carlink` command: demo, serve, sim, db, broker."""
+"""The `carlink` command: demo, serve, sim, db, broker, catalog."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,11 +15,20 @@ from rich.progress import Progress
 
 from carlink.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+
 app = typer.Typer(help="carlink: the cloud behind a car maker's connect offer.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(broker_app, name="broker")
+catalog_app = typer.Typer(
+    help="The store's catalogue: offers, prices, terms (STO-1, STO-6).", no_args_is_help=True
+)
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 
 
@@ -177,6 +187,107 @@ def mosquitto_config(
         directory, secret=settings.secret_key, prefix=settings.mqtt_topic_prefix, vins=found, port=port
     )
     console.print(f"wrote {conf} with {len(found)} car accounts")
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs one unit of work against the configured database (migrated first, catalogue seeded)."""
+    from carlink.catalog.seed import ensure_catalogue
+    from carlink.db.base import Database
+    from carlink.db.migrate import upgrade
+
+    settings = get_settings()
+
+    async def run() -> T:
+        await upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await ensure_catalogue(session)
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+@catalog_app.command("list")
+def catalog_list(
+    country: Annotated[str, typer.Option(help="ISO 3166 country code")] = "DE",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """The offers in force in one country, with their ids, terms and prices."""
+    from rich.table import Table
+
+    from carlink.catalog import service as catalog
+    from carlink.catalog.money import format_money
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        rows = []
+        for item in await catalog.services_for(session, country=country.upper()):
+            for offer in item.offers:
+                rows.append(
+                    {
+                        "offer_id": offer.id,
+                        "service": item.service.code,
+                        "term": offer.term,
+                        "price_minor": offer.price_minor,
+                        "currency": offer.currency,
+                        "version": offer.version,
+                    }
+                )
+        return rows
+
+    rows = _in_transaction(work)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"Offers in {country.upper()}")
+    for column in ("offer", "service", "term", "price", "version"):
+        table.add_column(column)
+    for row in rows:
+        price = format_money(int(str(row["price_minor"])), str(row["currency"]))
+        table.add_row(str(row["offer_id"]), str(row["service"]), str(row["term"]), price, str(row["version"]))
+    console.print(table)
+
+
+@catalog_app.command("set-price")
+def catalog_set_price(
+    offer_id: Annotated[int, typer.Argument(help="the offer's id (see `carlink catalog list`)")],
+    price_minor: Annotated[int, typer.Argument(help="the new price in minor units (cents; whole yen)")],
+) -> None:
+    """A new price: the offer is retired and its next version added. Existing contracts keep theirs."""
+    from carlink.catalog import service as catalog
+    from carlink.errors import CarlinkError
+
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        offer = await catalog.revise_offer(session, offer_id, price_minor=price_minor)
+        return offer.id, offer.version
+
+    try:
+        new_id, version = _in_transaction(work)
+    except (ValueError, CarlinkError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"offer {offer_id} retired; offer {new_id} (version {version}) is in force")
+
+
+@catalog_app.command("publish-terms")
+def catalog_publish_terms(
+    document: Annotated[str, typer.Argument(help='"general" or a service code')],
+    language: Annotated[str, typer.Argument(help="en, de or ja")],
+    text_file: Annotated[Path, typer.Argument(help="the full text, UTF-8")],
+    title: Annotated[str, typer.Option(help="the title shown above the text")],
+) -> None:
+    """Publish the next version of a terms document; earlier versions stay readable for their contracts."""
+    from carlink.catalog import service as catalog
+
+    body = text_file.read_text(encoding="utf-8")
+
+    async def work(session: AsyncSession) -> int:
+        row = await catalog.publish_terms(session, document, language, title=title, body=body)
+        return row.version
+
+    console.print(f"{document} ({language}) version {_in_transaction(work)} published")
 
 
 def main() -> None:

@@ -12,3 +12,6 @@ COMMAND_SECONDS = Histogram(
     "From accepted to the car's final answer",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+ORDERS = Counter("carlink_orders_total", "Store orders by the state they ended in", ["state"])
+CONTRACTS_ENDED = Counter("carlink_contracts_ended_total", "Contracts ended, by how", ["how"])
+RENEWALS = Counter("carlink_renewals_total", "Subscription renewals, by outcome", ["outcome"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carlink.db.base import Database
 from carlink.gateway.link import CloudLink
@@ -14,6 +14,9 @@ from carlink.remote.events import EventHub
 from carlink.remote.models import RemoteCommand
 from carlink.remote.service import CommandSigner
 from carlink.settings import Settings
+
+if TYPE_CHECKING:
+    from carlink.store.payments import PaymentGateway
 
 log = logging.getLogger("carlink")
 
@@ -29,6 +32,8 @@ class Platform:
     signer: CommandSigner = field(default_factory=CommandSigner)
     issuer: TokenIssuer | None = None
     link: CloudLink | None = None
+    # The card provider (store.payments); start_platform sets the sandbox unless one is given.
+    gateway: PaymentGateway | None = None
 
     @property
     def events_over_broker(self) -> bool:
@@ -40,6 +45,11 @@ class Platform:
     def tokens(self) -> TokenIssuer:
         assert self.issuer is not None
         return self.issuer
+
+    @property
+    def payments(self) -> PaymentGateway:
+        assert self.gateway is not None
+        return self.gateway
 
     async def emit(self, vehicle_id: int, event: dict[str, Any]) -> None:
         """Tells this instance's listeners at once, and api instances in other processes via the broker."""

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     pin_lock_minutes: int = 60
     log_level: str = "INFO"
     log_json: bool = False
+    # Outgoing mail server: smtp://host:port, smtp+starttls://user:pass@host:port or smtps://user:pass@host:port.
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    # Sender of every mail; its domain also names the outbox Message-IDs.
+    mail_from: str = "carlink <no-reply@carlink.example.com>"
+    # Seconds one SMTP step (connect, a command, a message) may take before the attempt counts as failed.
+    smtp_timeout_seconds: float = 10.0
+    # Delivery attempts of one mail before it is marked failed and left for an operator.
+    smtp_max_attempts: int = 20
 
     @classmethod
     def settings_customise_sources(

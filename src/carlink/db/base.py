@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -116,3 +117,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+async def add_unique(session: AsyncSession, row: Base) -> bool:
+    """Adds a row whose unique key another unit of work may add at the same moment; False when it lost.
+
+    PostgreSQL: inside a savepoint, so losing the race keeps the rest of the unit of work. SQLite: units of
+    work take turns, so there is no race to lose (and pysqlite's savepoints would commit early).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.add(row)
+        await session.flush()
+        return True
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True

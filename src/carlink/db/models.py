@@ -1,8 +1,21 @@
 """Imports every domain's tables so that Alembic and create_all see the whole schema."""
 
+from carlink.catalog import models as catalog_models
 from carlink.garage import models as garage_models
 from carlink.identity import models as identity_models
+from carlink.notify import models as notify_models
 from carlink.remote import models as remote_models
+from carlink.store import models as store_models
+from carlink.store import payments as sandbox_payment_models
 from carlink.telemetry import models as telemetry_models
 
-__all__ = ["garage_models", "identity_models", "remote_models", "telemetry_models"]
+__all__ = [
+    "catalog_models",
+    "garage_models",
+    "identity_models",
+    "notify_models",
+    "remote_models",
+    "sandbox_payment_models",
+    "store_models",
+    "telemetry_models",
+]

@@ -1,6 +1,7 @@
 """The demo's car console: what a person does sitting in a simulated car (type the pairing code, switch
-privacy mode, remote-access authorisation or the data connection). Only `carlink demo` mounts it; it speaks
-to the cars directly, and the cars speak to the cloud over MQTT like real ones."""
+privacy mode, remote-access authorisation, the data connection or hotspot sharing, restart the car). Only
+`carlink demo` mounts it; it speaks to the cars directly, and the cars speak to the cloud over MQTT like real
+ones."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ SWITCHES = {
     "privacy": ("Privacy mode", "set_privacy_mode"),
     "remote_access": ("Remote-access authorisation", "set_remote_access"),
     "data": ("Data connection", "set_data_connection"),
+    "hotspot": ("Hotspot sharing", "set_hotspot_sharing"),
+}
+# What the car says when it refuses a switch (the method returned False).
+REFUSALS = {
+    "hotspot": "The car says: hotspot sharing needs a data package, and none is active in this car.",
 }
 
 
@@ -73,8 +79,30 @@ def console_router(cars: DemoCars) -> APIRouter:
         action = SWITCHES.get(setting)
         if car is not None and action is not None:
             label, method = action
-            await getattr(car, method)(on)
-            cars.last_message[vin] = f"{label} {'on' if on else 'off'}."
+            accepted = await getattr(car, method)(on)
+            if accepted is False:
+                cars.last_message[vin] = REFUSALS[setting]
+            else:
+                cars.last_message[vin] = f"{label} {'on' if on else 'off'}."
+        return _back(vin)
+
+    @router.post("/{vin}/restart")
+    async def restart(vin: str) -> RedirectResponse:
+        car = _car(vin)
+        if car is not None:
+            waiting = sorted(car.entitlements.pending)
+            await car.restart()
+            started = [code for code in waiting if code in car.entitlements.applied]
+            cars.last_message[vin] = _restart_message(started, waiting)
         return _back(vin)
 
     return router
+
+
+def _restart_message(started: list[str], waiting: list[str]) -> str:
+    if started:
+        return f"Restarted. New in the car: {', '.join(started)}."
+    if waiting:
+        # REQ: STO-7 — new services appear at a restart only while the car is online.
+        return f"Restarted without a data connection: {', '.join(waiting)} still waiting."
+    return "Restarted. No new services."

@@ -18,6 +18,7 @@ from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.demo import world
 from carlink.demo.console import DemoCars, console_router
+from carlink.demo.mailbox import MailSink, mailbox_router
 from carlink.gateway.embedded import EmbeddedBroker
 from carlink.gateway.provisioning import fleet_manifest
 from carlink.platform import Platform
@@ -56,11 +57,14 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
     database_url = f"sqlite+aiosqlite:///{(options.data_dir / 'carlink.db').resolve()}"
     broker = EmbeddedBroker(secret=DEMO_SECRET, prefix="carlink", port=options.mqtt_port)
     await broker.start()
+    mail_sink = MailSink(options.data_dir / "mail")
+    await mail_sink.start()
     settings = Settings(
         database_url=database_url,
         mqtt_url=broker.url,
         base_url=f"http://{options.host}:{options.port}",
         secret_key=DEMO_SECRET,
+        smtp_url=f"smtp://127.0.0.1:{mail_sink.port}",
     )
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
@@ -71,6 +75,7 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
     app = create_app(settings, platform=platform, migrate=False)
     demo_cars = DemoCars()
     app.include_router(console_router(demo_cars))
+    app.include_router(mailbox_router(mail_sink))
     server = http_server(app, host=options.host, port=options.port)
     fleet: Fleet | None = None
 
@@ -97,6 +102,7 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
         if fleet is not None:
             await fleet.stop()
         await broker.stop()
+        await mail_sink.stop()
         console.print("carlink demo stopped.")
 
 
@@ -109,21 +115,28 @@ def _print_welcome(
     console.print(f"  API docs        {base}/docs")
     console.print(f"  OIDC discovery  {base}/.well-known/openid-configuration")
     console.print(f"  car console     {base}/demo/cars  (act in the simulated cars)")
+    console.print(f"  mailbox         {base}/demo/mailbox  (mails the demo sends)")
     console.print(f"  MQTT broker     {broker.url} (embedded)")
     table = Table(title="Demo logins (password carlink-demo)")
     for column in ("ID", "role", "security PIN"):
         table.add_column(column)
-    table.add_row(world.OWNER, "main user of the three cars below", world.PIN)
+    table.add_row(world.OWNER, "main user of the Taycan, Panamera and 911 (Germany)", world.PIN)
     table.add_row(world.FAMILY, "secondary user of the Taycan", world.PIN)
+    table.add_row(world.JAPAN_OWNER, "main user of the Macan (Japan: yen, JCB)", world.PIN)
     table.add_row(world.STRANGER, "no vehicles", "-")
     console.print(table)
     cars_table = Table(title=f"Demo cars ({fleet_size} simulated cars online)")
-    for column in ("VIN", "model", "year", "owner's pairing code"):
+    for column in ("VIN", "model", "year", "country", "owner's pairing code"):
         cars_table.add_column(column)
     for car in cars:
-        code = world.demo_pairing_code(car.vin, world.OWNER)
-        cars_table.add_row(car.vin, car.variant_code, str(car.year), code)
+        code = world.demo_pairing_code(car.vin, car.owner)
+        cars_table.add_row(car.vin, car.variant_code, str(car.year), car.country, code)
     console.print(cars_table)
+    console.print(
+        "Store test cards (sandbox, any future expiry and CVC): 4242 4242 4242 4242 pays; "
+        "4000 0000 0000 3220 asks for the code 123456; 4000 0000 0000 0002 is declined; "
+        "JCB 3530 1113 3330 0000 (Japan)."
+    )
     console.print("Stop with Ctrl-C.\n")
     console.file.flush()  # also when the output goes to a pipe
 

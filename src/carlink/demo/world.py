@@ -21,6 +21,8 @@ OWNER = "owner@example.com"
 FAMILY = "family@example.com"
 STRANGER = "stranger@example.com"
 FLEET_OWNER = "fleet@example.com"
+# A person in Japan, so the demo shows a second country's store: yen, JCB and Diners, Carrier Connect.
+JAPAN_OWNER = "hanako@example.com"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class DemoCar:
     color: str
     color_hex: str
     paired: bool
+    owner: str = OWNER
+    country: str = "DE"
 
 
 DEMO_CARS = (
@@ -60,6 +64,18 @@ DEMO_CARS = (
         make_vin("WP0", "ZZZ99", "G", "S", 300003), "911-7", "991110", 2016, "", "Guards Red", "c0141c", False
     ),
 )
+JAPAN_CAR = DemoCar(
+    make_vin("WP0", "ZZZ95", "M", "S", 400004),
+    "macan-2",
+    "95BBA1",
+    2021,
+    "",
+    "Gentian Blue",
+    "1f3a5f",
+    True,
+    owner=JAPAN_OWNER,
+    country="JP",
+)
 SIM_VARIANTS = (
     ("taycan-1", "Y1ADB1", 2022, "ZZZY1", "N"),
     ("cayenne-3", "9YAAE1", 2020, "ZZZ9Y", "L"),
@@ -72,12 +88,14 @@ def demo_pairing_code(vin: str, email: str) -> str:
     return f"{int(digest, 16) % 10**8:08d}"
 
 
-async def _account(session: AsyncSession, email: str, name: str, *, pin: str | None) -> Account:
+async def _account(
+    session: AsyncSession, email: str, name: str, *, pin: str | None, country: str = "DE", locale: str = "en"
+) -> Account:
     found = await identity.find_account(session, email)
     if found is not None:
         return found
     return await identity.create_account(
-        session, email=email, password=PASSWORD, country="DE", display_name=name, pin=pin
+        session, email=email, password=PASSWORD, country=country, display_name=name, pin=pin, locale=locale
     )
 
 
@@ -86,7 +104,13 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
     owner = await _account(session, OWNER, "Alex Example", pin=PIN)
     family = await _account(session, FAMILY, "Sam Example", pin=PIN)
     await _account(session, STRANGER, "Robin Stranger", pin=None)
-    for car in DEMO_CARS:
+    owners = {
+        OWNER: owner,
+        JAPAN_OWNER: await _account(
+            session, JAPAN_OWNER, "Hanako Example", pin=PIN, country="JP", locale="ja"
+        ),
+    }
+    for car in (*DEMO_CARS, JAPAN_CAR):
         vehicle = await garage.vehicle_by_vin(session, car.vin)
         if vehicle is None:
             vehicle = await garage.register_vehicle(
@@ -98,9 +122,14 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
                 color=car.color,
                 color_hex=car.color_hex,
                 custom_name=car.name,
+                country=car.country,
             )
         main = await garage.assign_user(
-            session, vehicle, owner, garage.MAIN, pairing_code=demo_pairing_code(car.vin, OWNER)
+            session,
+            vehicle,
+            owners[car.owner],
+            garage.MAIN,
+            pairing_code=demo_pairing_code(car.vin, car.owner),
         )
         if car.paired and main.paired_at is None:
             main.paired_at = utcnow()
@@ -109,7 +138,7 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
     await garage.assign_user(
         session, taycan, family, garage.SECONDARY, pairing_code=demo_pairing_code(taycan.vin, FAMILY)
     )
-    return list(DEMO_CARS)
+    return [*DEMO_CARS, JAPAN_CAR]
 
 
 async def ensure_sim_fleet(session: AsyncSession, count: int, *, first_serial: int = 500000) -> list[str]:

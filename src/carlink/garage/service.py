@@ -185,6 +185,10 @@ async def remove_user(session: AsyncSession, entry: GarageEntry, account_id: int
     await session.delete(membership)
 
 
+async def vehicle_by_id(session: AsyncSession, vehicle_id: int) -> Vehicle | None:
+    return await session.get(Vehicle, vehicle_id)
+
+
 async def vehicle_by_vin(session: AsyncSession, vin: str) -> Vehicle | None:
     return await session.scalar(select(Vehicle).where(Vehicle.vin == vin))
 

@@ -20,27 +20,41 @@ from carlink.protocol.messages import (
     Ack,
     CommandType,
     Connection,
+    EntitlementReport,
     Reply,
     Request,
     Telemetry,
 )
 from carlink.remote import service as remote
+from carlink.store import entitlements
 from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
 VEHICLE_ID_CACHE = 200_000
-_KINDS = frozenset({kinds.UP_ACK, kinds.UP_TELEMETRY, kinds.UP_CONNECTION, kinds.UP_REQUEST})
+_KINDS = frozenset(
+    {kinds.UP_ACK, kinds.UP_TELEMETRY, kinds.UP_CONNECTION, kinds.UP_REQUEST, kinds.UP_ENTITLEMENTS}
+)
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
+Republish = Callable[[int], Awaitable[bool]]
+Uplink = Ack | Telemetry | Connection | Request | EntitlementReport
 
 
 class UplinkHandler:
-    def __init__(self, db: Database, emit: Emit, reply: Publish, topics: kinds.Topics) -> None:
+    def __init__(
+        self,
+        db: Database,
+        emit: Emit,
+        reply: Publish,
+        topics: kinds.Topics,
+        republish_entitlements: Republish | None = None,
+    ) -> None:
         self.db = db
         self.emit = emit
         self.reply = reply
         self.topics = topics
+        self.republish_entitlements = republish_entitlements
         self.rejected = 0
         # VIN -> vehicle id; ids never change, and acks then need no vehicle lookup.
         self._vehicle_ids: dict[str, int] = {}
@@ -52,6 +66,7 @@ class UplinkHandler:
         metrics.UPLINKS.labels(kind).inc()
         events: list[dict[str, Any]] = []
         reply: Reply | None = None
+        behind = False
         vehicle_id = self._vehicle_ids.get(vin)
         if isinstance(message, Ack) and vehicle_id is not None:
             # The hot path of every command: the vehicle itself need not be loaded.
@@ -79,18 +94,24 @@ class UplinkHandler:
             elif isinstance(message, Request):
                 linked, error = await garage.pair_in_car(session, vehicle, message.code)
                 reply = Reply(request_id=message.id, ok=linked, error=error)
+            elif isinstance(message, EntitlementReport):
+                # The car is behind the cloud (say the broker lost the retained message): send it again.
+                behind = await entitlements.record_report(session, vehicle.id, message)
             vehicle_id = vehicle.id
         for event in events:
             await self.emit(vehicle_id, event)
         if reply is not None:
             await self.reply(self.topics.down(vin, kinds.DOWN_REPLY), reply.model_dump_json().encode())
+        if behind and self.republish_entitlements is not None:
+            await self.republish_entitlements(vehicle_id)
 
-    def _parse(self, vin: str, kind: str, payload: bytes) -> Ack | Telemetry | Connection | Request | None:
+    def _parse(self, vin: str, kind: str, payload: bytes) -> Uplink | None:
         models: dict[str, Any] = {
             kinds.UP_ACK: Ack,
             kinds.UP_TELEMETRY: Telemetry,
             kinds.UP_CONNECTION: Connection,
             kinds.UP_REQUEST: Request,
+            kinds.UP_ENTITLEMENTS: EntitlementReport,
         }
         model = models.get(kind)
         if model is None or len(payload) > MAX_MESSAGE_BYTES:
@@ -98,7 +119,7 @@ class UplinkHandler:
             return None
         try:
             data = json.loads(payload)
-            parsed: Ack | Telemetry | Connection | Request = model.model_validate(data)
+            parsed: Uplink = model.model_validate(data)
         except (ValueError, ValidationError) as exc:
             self._reject(vin, kind, str(exc).splitlines()[0])
             return None

@@ -1,4 +1,5 @@
-"""Periodic work: expire commands the car never answered, re-send commands lost with the broker.
+"""Periodic work: expire commands the car never answered, re-send commands lost with the broker; finish
+orders a crash left half-way, renew and end contracts, publish entitlements, deliver the email outbox.
 
 Safe to run in several instances: each step is one transaction over rows whose state decides the work,
 and the car executes a command id at most once.
@@ -12,14 +13,29 @@ import logging
 
 from carlink import metrics
 from carlink.garage import service as garage
+from carlink.notify.delivery import deliver_due
 from carlink.platform import Platform
 from carlink.remote import service as remote
+from carlink.store import contracts, entitlements
 
 log = logging.getLogger("carlink.jobs")
 RESEND_AFTER = dt.timedelta(seconds=3)
 
 
 async def run_once(platform: Platform) -> None:
+    await run_commands(platform)
+    await run_store(platform)
+    await deliver_due(platform.db, platform.settings)
+
+
+async def run_store(platform: Platform) -> None:
+    await contracts.recover_orders(platform)
+    await contracts.renew_due(platform)
+    await contracts.expire_due(platform)
+    await entitlements.publish_due(platform)
+
+
+async def run_commands(platform: Platform) -> None:
     async with platform.db.transaction() as session:
         expired = await remote.expire_due(session)
         for row in expired:

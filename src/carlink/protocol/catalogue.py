@@ -50,7 +50,18 @@ CHARGE_COMMANDS = frozenset(
     {CommandType.DIRECT_CHARGING_START, CommandType.DIRECT_CHARGING_STOP, CommandType.CHARGE_TARGET}
 )
 BASE_MEASUREMENTS = frozenset(
-    {"range", "mileage", "lock", "doors", "location", "tyres", "privacy", "remote_access", "parking"}
+    {
+        "range",
+        "mileage",
+        "lock",
+        "doors",
+        "location",
+        "tyres",
+        "privacy",
+        "remote_access",
+        "parking",
+        "hotspot",
+    }
 )
 
 

@@ -112,6 +112,39 @@ class Reply(Message):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class Entitlement(BaseModel):
+    """One service the car may offer until `until`; a data package also names its volume (CON-3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    service: str = Field(min_length=1, max_length=64)
+    kind: Literal["service", "data_package"] = "service"
+    until: dt.datetime
+    volume_mb: int | None = Field(default=None, ge=0)
+
+
+class Entitlements(Message):
+    """Cloud -> car, retained: the full set of services the car may offer (STO-7). Signed like a command.
+
+    The car keeps the highest revision it has verified. Added services appear at the car's next restart
+    while online; services that left the set end at once (an expired contract ends in the car).
+    """
+
+    vin: str = Field(min_length=17, max_length=17)
+    revision: int = Field(ge=1)
+    issued_at: dt.datetime
+    entitlements: list[Entitlement] = Field(max_length=256)
+    kid: str = Field(min_length=1, max_length=64)
+    sig: str = ""
+
+
+class EntitlementReport(Message):
+    """Car -> cloud: the entitlements revision the car has applied."""
+
+    revision: int = Field(ge=0)
+    services: list[str] = Field(default_factory=list, max_length=256)
+    at: dt.datetime
+
+
 # Telemetry keys (our own vocabulary, close to COVESA VSS; value fields per key in docs/protocol.md).
 TELEMETRY_KEYS = frozenset(
     {
@@ -128,5 +161,6 @@ TELEMETRY_KEYS = frozenset(
         "privacy",
         "remote_access",
         "parking",
+        "hotspot",
     }
 )

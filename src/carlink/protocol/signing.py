@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from carlink.protocol.messages import Command
+from carlink.protocol.messages import Command, Entitlements
+
+Signed = TypeVar("Signed", Command, Entitlements)
 
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
@@ -35,9 +37,10 @@ def load_public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(_unb64(text))
 
 
-def sign_command(command: Command, key: Ed25519PrivateKey) -> Command:
-    payload = command.model_dump(mode="json")
-    return command.model_copy(update={"sig": _b64(key.sign(canonical_bytes(payload)))})
+def sign_command(message: Signed, key: Ed25519PrivateKey) -> Signed:
+    """Signs a command or an entitlements message (both name their key in `kid` and carry `sig`)."""
+    payload = message.model_dump(mode="json")
+    return message.model_copy(update={"sig": _b64(key.sign(canonical_bytes(payload)))})
 
 
 def verify_command(payload: dict[str, Any], keys: dict[str, Ed25519PublicKey]) -> bool:

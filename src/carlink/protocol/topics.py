@@ -10,8 +10,10 @@ UP_ACK = "ack"
 UP_TELEMETRY = "telemetry"
 UP_CONNECTION = "connection"
 UP_REQUEST = "request"
+UP_ENTITLEMENTS = "entitlements"
 DOWN_COMMAND = "command"
 DOWN_REPLY = "reply"
+DOWN_ENTITLEMENTS = "entitlements"
 
 
 @dataclass(frozen=True)

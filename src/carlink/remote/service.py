@@ -23,7 +23,7 @@ from carlink.identity.models import Account
 from carlink.identity.service import verify_secret
 from carlink.protocol.catalogue import CLOUD_COMMANDS
 from carlink.protocol.messages import Ack, Command, CommandType
-from carlink.protocol.signing import public_key_text, sign_command
+from carlink.protocol.signing import Signed, public_key_text, sign_command
 from carlink.remote.models import AuditEntry, CommandSigningKey, PinChallenge, RemoteCommand, WakeUp
 from carlink.remote.rules import CommandState, can_move
 from carlink.settings import Settings
@@ -66,10 +66,10 @@ class CommandSigner:
         await session.flush()
         return row
 
-    def sign(self, command: Command) -> Command:
+    def sign(self, message: Signed) -> Signed:
         if self._key is None:
             raise RuntimeError("CommandSigner.load() was not called")
-        return sign_command(command.model_copy(update={"kid": self.kid}), self._key)
+        return sign_command(message.model_copy(update={"kid": self.kid}), self._key)
 
 
 def checked_params(entry: GarageEntry, kind: CommandType, raw: dict[str, Any]) -> dict[str, Any]:

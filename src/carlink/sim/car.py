@@ -1,6 +1,7 @@
-"""One simulated car: connects with its own broker account, verifies and executes signed commands,
-reports telemetry and connection state, and lets a test or the demo act in the car (pairing code,
-privacy mode, remote-access authorisation, data connection)."""
+"""One simulated car: connects with its own broker account, verifies and executes signed commands, holds
+the signed entitlements the cloud publishes, reports telemetry and connection state, and lets a test or the
+demo act in the car (pairing code, privacy mode, remote-access authorisation, data connection, hotspot
+sharing, restart)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from carlink.protocol.messages import (
     Command,
     CommandType,
     Connection,
+    EntitlementReport,
     Network,
     RefusalReason,
     Reply,
@@ -35,6 +37,7 @@ from carlink.protocol.messages import (
 )
 from carlink.protocol.signing import load_public_key, verify_command
 from carlink.protocol.transport import BrokerAddress, make_client
+from carlink.sim.entitlements import CarEntitlements
 from carlink.sim.state import CarState
 
 log = logging.getLogger("carlink.sim")
@@ -77,6 +80,7 @@ class SimulatedCar:
         self.connected = asyncio.Event()
         self.executed: list[Command] = []
         self.refused: list[tuple[str, str]] = []
+        self.entitlements = CarEntitlements(self.vin, self.keys)
         self._seen: OrderedDict[str, Ack] = OrderedDict()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -136,12 +140,17 @@ class SimulatedCar:
                 async with client:
                     self._client = client
                     await client.subscribe(self.topics.down(self.vin, "#"), qos=1)
+                    self.entitlements.expire(self.now())
+                    self.state.set_hotspot_package(self.entitlements.data_package())
                     await self._publish(
                         kinds.UP_CONNECTION,
                         Connection(online=True, network=self.network, at=self.now()),
                         retain=True,
                     )
                     await self.report()
+                    if self.entitlements.revision:
+                        # Also what changed while the car could not report it (docs/protocol.md).
+                        await self._publish(kinds.UP_ENTITLEMENTS, self.entitlements.report(self.now()))
                     self.connected.set()
                     delay = 0.2
                     reporter = asyncio.create_task(self._report_periodically())
@@ -162,11 +171,29 @@ class SimulatedCar:
     async def _report_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.report_interval)
-            self.state.advance(self.report_interval)
+            await self._tick(self.report_interval)
+
+    async def pass_time(self, seconds: float) -> None:
+        """Simulated time passes in the car at once (tests, demo): its clock moves on, its state advances,
+        terms that have passed end, and it reports as it does periodically."""
+        self.clock_offset += dt.timedelta(seconds=seconds)
+        await self._tick(seconds)
+
+    async def _tick(self, seconds: float) -> None:
+        self.state.advance(seconds)
+        await self._after_entitlements(self.entitlements.expire(self.now()))
+        if self._online():
             await self.report()
 
+    def _online(self) -> bool:
+        return self._client is not None and self.connected.is_set()
+
     async def _publish(
-        self, kind: str, message: Ack | Telemetry | Connection | Request, *, retain: bool = False
+        self,
+        kind: str,
+        message: Ack | Telemetry | Connection | Request | EntitlementReport,
+        *,
+        retain: bool = False,
     ) -> None:
         if self._client is None:
             raise aiomqtt.MqttError("not connected")
@@ -198,6 +225,8 @@ class SimulatedCar:
                 future = self._replies.pop(reply.request_id, None)
                 if future is not None and not future.done():
                     future.set_result(reply)
+        elif topic == self.topics.down(self.vin, kinds.DOWN_ENTITLEMENTS):
+            await self._after_entitlements(self.entitlements.receive(bytes(payload), self.now()))
 
     async def _on_command(self, payload: bytes) -> None:
         try:
@@ -292,7 +321,42 @@ class SimulatedCar:
                 pass
         return None
 
+    # --- entitlements (STO-7) and the WiFi hotspot (CON-3) ------------------------------------------------
+
+    async def _after_entitlements(self, changed: bool) -> None:
+        """Follows a change of what the car offers: the hotspot goes with the data package (CON-3), and the
+        cloud hears of both, the state first, when the car is online."""
+        hotspot_changed = self.state.set_hotspot_package(self.entitlements.data_package())
+        if not self._online():
+            return  # reported on the next connect
+        # A link lost now loses nothing either: the car reports both again when it connects.
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            if hotspot_changed:
+                await self._report_hotspot()
+            if changed:
+                await self._publish(kinds.UP_ENTITLEMENTS, self.entitlements.report(self.now()))
+
+    async def _report_hotspot(self) -> None:
+        if self._online() and "hotspot" in self.state.measurements:
+            await self.report(frozenset({"hotspot"}))
+
     # --- what a person does in the car -------------------------------------------------------------------
+
+    async def restart(self) -> None:
+        """Switches the car (its infotainment) off and on, keeping the broker link: services bought since
+        the last restart appear now if the car is online, else they stay pending (STO-7)."""
+        online = self.data_on and self.connected.is_set()
+        await self._after_entitlements(self.entitlements.restart(self.now(), online=online))
+
+    async def set_hotspot_sharing(self, on: bool) -> bool:
+        """Switches WiFi hotspot sharing; False when refused: no data package is applied (CON-3)."""
+        await self._after_entitlements(self.entitlements.expire(self.now()))
+        before = self.state.hotspot_sharing
+        if not self.state.share_hotspot(on):
+            return False
+        if self.state.hotspot_sharing != before:
+            await self._report_hotspot()
+        return True
 
     async def enter_pairing_code(self, code: str, timeout: float = 10.0) -> Reply:
         request = Request(id=uuid.uuid4().hex, kind="pair", code=code)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carlink.protocol.catalogue import Engine, ModelProfile, Variant
+from carlink.protocol.messages import Entitlement
 
 CITIES = {
     "DE": (48.7758, 9.1829),
@@ -23,6 +24,9 @@ BATTERY_KWH = {Engine.BEV: 93.4, Engine.PHEV: 17.9}
 CLIMATE_MINUTES = 30.0  # a remote climate session runs this long, then stops by itself
 TWO_DOORS = ("front_left", "front_right", "lid_front", "lid_rear")
 FOUR_DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front", "lid_rear", "sunroof")
+# While the WiFi hotspot is shared, a passenger's phone uses this much of the data package per simulated
+# minute (music streaming): a fixed rate, so tests and the demo see the same numbers.
+HOTSPOT_MB_PER_MINUTE = 2
 
 
 @dataclass
@@ -49,6 +53,12 @@ class CarState:
     remote_access: bool = True
     parking_brake: bool = True
     parking_light: bool = False
+    hotspot_sharing: bool = False
+    hotspot_used_mb: int = 0  # shared in the data package's current term, or its last one when none is left
+    hotspot_package: str | None = None  # service code of the applied data package (CON-3)
+    hotspot_volume_mb: int | None = None
+    hotspot_term_until: dt.datetime | None = None
+    hotspot_carry_seconds: float = 0.0  # sharing time short of a whole MB, carried into the next advance
 
     @classmethod
     def for_vehicle(cls, vin: str, model: ModelProfile, variant: Variant, country: str = "DE") -> CarState:
@@ -75,8 +85,30 @@ class CarState:
         self.climate_zones.update(zones)
         self.climate_minutes_left = CLIMATE_MINUTES
 
+    def set_hotspot_package(self, package: Entitlement | None) -> bool:
+        """Follows the applied data package; True when the `hotspot` value changed (report it)."""
+        before = self._hotspot()
+        if package is None:
+            self.hotspot_package = self.hotspot_volume_mb = self.hotspot_term_until = None
+            self.hotspot_sharing = False  # REQ: CON-3 — no package, no sharing: only app-to-car data
+            return self._hotspot() != before
+        if (package.service, package.until) != (self.hotspot_package, self.hotspot_term_until):
+            # A new package or a renewed term starts unused: unused volume does not carry over.
+            self.hotspot_used_mb, self.hotspot_carry_seconds = 0, 0.0
+        self.hotspot_package, self.hotspot_volume_mb = package.service, package.volume_mb
+        self.hotspot_term_until = package.until
+        return self._hotspot() != before
+
+    def share_hotspot(self, on: bool) -> bool:
+        """Switches hotspot sharing; switching it on needs an applied data package (CON-3)."""
+        if on and self.hotspot_package is None:
+            return False
+        self.hotspot_sharing = on
+        return True
+
     def advance(self, seconds: float) -> None:
-        """Time passes: a plugged-in car charges towards its target, a climate session runs down."""
+        """Time passes: a plugged-in car charges towards its target, a climate session runs down, a shared
+        hotspot uses data."""
         if self.charging_status == "CHARGING" and self.engine in BATTERY_KWH:
             limit = 100 if self.charging_mode == "DIRECT" else self.target_soc
             gained = CHARGER_KW * seconds / 3600 / BATTERY_KWH[self.engine] * 100
@@ -84,6 +116,12 @@ class CarState:
         if self.climate_on:
             self.climate_minutes_left = max(0.0, self.climate_minutes_left - seconds / 60)
             self.climate_on = self.climate_minutes_left > 0
+        if self.hotspot_sharing:
+            seconds_per_mb = 60 / HOTSPOT_MB_PER_MINUTE
+            shared = self.hotspot_carry_seconds + seconds
+            used = int(shared // seconds_per_mb)
+            self.hotspot_used_mb += used
+            self.hotspot_carry_seconds = shared - used * seconds_per_mb
 
     @property
     def e_range_km(self) -> int:
@@ -121,12 +159,21 @@ class CarState:
             "privacy": lambda: {"enabled": self.privacy_mode},
             "remote_access": lambda: {"authorised": self.remote_access},
             "parking": lambda: {"brake_on": self.parking_brake, "light_on": self.parking_light},
+            "hotspot": self._hotspot,
         }
         for key in sorted(wanted):
             if key == "location" and self.privacy_mode:
                 continue  # REQ: VEH-6 — the car withholds its position in privacy mode
             values[key] = builders[key]()
         return values
+
+    def _hotspot(self) -> dict[str, Any]:
+        return {
+            "sharing": self.hotspot_sharing,
+            "used_mb": self.hotspot_used_mb,
+            "package": self.hotspot_package,
+            "volume_mb": self.hotspot_volume_mb,
+        }
 
     def _range(self) -> dict[str, Any]:
         fuel_km = int(self.fuel * 6.5) if self.engine is not Engine.BEV else 0

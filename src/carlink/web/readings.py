@@ -27,6 +27,7 @@ LABELS = {
     "location": "Last location",
     "privacy": "Privacy mode",
     "remote_access": "Remote access",
+    "hotspot": "In-car WiFi hotspot",
 }
 ORDER = (
     "lock",
@@ -39,6 +40,7 @@ ORDER = (
     "mileage",
     "tyres",
     "parking",
+    "hotspot",
     "location",
 )
 # Shown with the connection at the top of the status, from the vehicle's own record.
@@ -158,6 +160,16 @@ def _location(value: Mapping[str, Any]) -> str:
     return f"{abs(lat):.5f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.5f}° {'E' if lon >= 0 else 'W'}"
 
 
+def _hotspot(value: Mapping[str, Any]) -> str:
+    """REQ: CON-3 — sharing on or off, and the data used of the package's volume."""
+    used = int(value.get("used_mb") or 0)
+    volume = value.get("volume_mb")
+    usage = f"{used:,} MB of {int(volume):,} MB used" if volume else f"{used:,} MB used"
+    if value.get("package") is None:
+        return "No data package: only the app reaches the car"
+    return ("Sharing on, " if _flag(value["sharing"]) else "Sharing off, ") + usage
+
+
 def _flag(raw: Any) -> bool:
     if not isinstance(raw, bool):
         raise TypeError("expected true or false")
@@ -176,4 +188,5 @@ _WORDINGS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "tyres": _tyres,
     "parking": _parking,
     "location": _location,
+    "hotspot": _hotspot,
 }
