@@ -42,6 +42,7 @@ from carlink.remote import api as remote_api
 from carlink.settings import Settings
 from carlink.store import api as store_api
 from carlink.store import entitlements
+from carlink.store import pages as store_pages
 from carlink.store.payments import SandboxGateway
 from carlink.web import pages
 
@@ -147,6 +148,7 @@ def create_app(
         store_api.vehicle_router,
         compat_api.router,
         pages.router,
+        store_pages.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

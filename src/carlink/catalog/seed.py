@@ -303,7 +303,8 @@ async def ensure_catalogue(session: AsyncSession) -> None:
                         country=country,
                         term=term,
                         term_months=seed.trial_months if term == "trial" else TERM_MONTHS[term],
-                        recurring=term == "P1M",
+                        # A data package renews only if the buyer asks for it (CON-3).
+                        recurring=term == "P1M" and seed.kind != "data_package",
                         trial=term == "trial",
                         price_minor=price,
                         currency=currency,

@@ -211,7 +211,7 @@ async def _contract_out(request: Request, caller: Caller, contract_id: int, lang
         contract, main = await contracts.vehicle_contract(session, caller.account, contract_id)
         vehicle = await garage.vehicle_by_id(session, contract.vehicle_id)
         vin = vehicle.vin if vehicle else ""
-    return s.contract_out(contract, vin, language, utcnow(), main=main)
+    return s.contract_out(contract, vin, language, utcnow(), main=main, account_id=caller.account.id)
 
 
 # --- one vehicle: store, cart, checkout, contracts ---------------------------------------------------------
@@ -308,7 +308,9 @@ async def vehicle_contracts(vin: str, request: Request) -> list[dict[str, Any]]:
         entry = await garage.garage_entry(session, caller.account, vin)
         now = utcnow()
         return [
-            s.contract_out(c, entry.vehicle.vin, language, now, main=entry.is_main_user)
+            s.contract_out(
+                c, entry.vehicle.vin, language, now, main=entry.is_main_user, account_id=caller.account.id
+            )
             for c in await service.vehicle_contracts(session, entry.vehicle.id)
         ]
 
@@ -325,6 +327,7 @@ async def handover(vin: str, request: Request) -> dict[str, Any]:
             "vin": entry.vehicle.vin,
             "ready": not renewing,
             "cancel_first": [
-                s.contract_out(c, entry.vehicle.vin, language, now, main=True) for c in renewing
+                s.contract_out(c, entry.vehicle.vin, language, now, main=True, account_id=caller.account.id)
+                for c in renewing
             ],
         }

@@ -153,11 +153,12 @@ def order_out(order: Order, language: str) -> dict[str, Any]:
 
 
 def contract_out(
-    contract: Contract, vin: str, language: str, now: dt.datetime, *, main: bool
+    contract: Contract, vin: str, language: str, now: dt.datetime, *, main: bool, account_id: int
 ) -> dict[str, Any]:
+    """`can_withdraw` only for the buyer (STO-10); `can_cancel` for whoever is the main user now."""
     running = contract.state in ENTITLED and contract.ends_at > now
     remaining = (contract.ends_at - now).total_seconds() / 86400 if running else 0
-    can_withdraw = main and withdrawal_open(contract, now)
+    can_withdraw = main and contract.buyer_account_id == account_id and withdrawal_open(contract, now)
     return {
         "id": contract.id,
         "number": contract.number,

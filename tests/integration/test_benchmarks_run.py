@@ -1,0 +1,38 @@
+"""The benchmarks still run against the code as it is: each one, tiny, in the default set-up, read as a tool
+reads it (the last line of stdout is one JSON object)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_benchmark(script: str, *options: str, timeout: float = 240) -> tuple[int, dict[str, Any]]:
+    process = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *options],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = process.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{process.stderr[-3000:]}"
+    return process.returncode, json.loads(lines[-1])
+
+
+def test_duplicate_confirmations_in_the_checkout_race_benchmark_make_one_order_per_round() -> None:
+    code, result = run_benchmark(
+        "checkout_race.py", "--rounds", "3", "--concurrency", "5", "--timeout", "120"
+    )
+    assert "error" not in result, result.get("error")
+    assert code == 0
+    assert result["database"] == "sqlite" and result["concurrency"] == 5
+    assert result["duplicates"] == 0 and result["failed_rounds"] == 0
+    assert result["rounds"] == result["orders"] == result["charges"] == 3
+    assert result["statuses"] == {"200": 12, "201": 3}
+    assert result["orders_per_s"] > 0 and result["orders_per_s_baseline"] > 0 and result["ratio"] > 0
