@@ -681,6 +681,25 @@ async def test_a_contract_stays_with_the_car_when_it_changes_hands(stack: Stack,
     assert others == 0
 
 
+async def test_a_subscription_the_seller_forgot_to_cancel_never_charges_the_seller_again(
+    stack: Stack, login: Logins
+) -> None:
+    owner = await login(world.OWNER)
+    contract = await buy(owner, PANAMERA, "navigation-plus", "P1M")
+    assert [
+        c["id"] for c in (await owner.get(f"/api/v1/vehicles/{PANAMERA}/handover")).json()["cancel_first"]
+    ] == [contract["id"]]
+    await hand_over(stack, PANAMERA, world.OWNER, world.STRANGER)
+    past(contract["ends_at"])
+    await contracts.renew_due(stack.platform)
+
+    row = await contract_row(stack, contract["id"])
+    assert (row.state, row.period) == ("expired", 0)
+    assert await count(stack, SandboxCharge) == 1  # only the seller's order, no renewal
+    [mail] = await mails(stack, "renewal_failed")
+    assert mail.to_address == world.STRANGER and "new owner" in mail.body_text
+
+
 async def test_the_next_owner_is_not_offered_a_withdrawal_that_only_the_buyer_may_make(
     stack: Stack, login: Logins
 ) -> None:

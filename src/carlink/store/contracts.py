@@ -424,7 +424,8 @@ async def _claim(platform: Platform, renewing: bool, limit: int) -> list[Contrac
 
 async def renew_due(platform: Platform, limit: int = 50) -> int:
     """Charges the next period of each due subscription once (the key names contract and period) and moves
-    the contract on by exactly one period; a refused card ends the subscription."""
+    the contract on by exactly one period; a refused card ends the subscription. So does a change of owner:
+    the card on file is the seller's, who must never pay for the next owner's car (STO-9, STO-11)."""
     renewed = 0
     for contract in await _claim(platform, True, limit):
         key = f"renew-{contract.id}-{contract.period + 1}"
@@ -434,8 +435,10 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
                 if contract.payment_method_id
                 else None
             )
+            owner = await _main_user(session, contract.vehicle_id)
         result: ChargeResult | None = None
-        if method is not None and method.removed_at is None:
+        same_owner = owner is not None and owner.id == contract.buyer_account_id
+        if same_owner and method is not None and method.removed_at is None:
             result = await platform.payments.charge(
                 token=method.token,
                 amount_minor=contract.price_minor,
@@ -465,7 +468,12 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
                 metrics.RENEWALS.labels("renewed").inc()
                 renewed += 1
             else:
-                reason = "no_card" if result is None else (result.decline_code or "authentication_required")
+                if not same_owner:
+                    reason = "owner_changed"
+                elif result is None:
+                    reason = "no_card"
+                else:
+                    reason = result.decline_code or "authentication_required"
                 await _end(session, row, "renewal_failed", reason=reason)
                 metrics.RENEWALS.labels("failed").inc()
             await entitlements.bump(session, row.vehicle_id)
@@ -517,17 +525,21 @@ async def _vin(session: AsyncSession, vehicle_id: int) -> str:
     return vehicle.vin if vehicle else ""
 
 
+async def _main_user(session: AsyncSession, vehicle_id: int) -> Account | None:
+    vehicle = await session.get(Vehicle, vehicle_id)
+    if vehicle is None:
+        return None
+    users = await garage.users_of(session, vehicle)
+    return next((account for user, account in users if user.role == garage.MAIN), None)
+
+
 async def _mail_owner(
     session: AsyncSession, contract: Contract, template: str, event: str, *, reason: str = ""
 ) -> None:
     """Tells the vehicle's main user now (the contract belongs to the car, STO-9), not the first buyer."""
     vehicle = await session.get(Vehicle, contract.vehicle_id)
-    if vehicle is None:
-        return
-    owner = next(
-        (account for user, account in await garage.users_of(session, vehicle) if user.role == "main"), None
-    )
-    if owner is None:
+    owner = await _main_user(session, contract.vehicle_id)
+    if vehicle is None or owner is None:
         return
     language = _language(owner)
     context: dict[str, Any] = {
