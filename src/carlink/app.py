@@ -43,6 +43,7 @@ from carlink.settings import Settings
 from carlink.store import api as store_api
 from carlink.store import entitlements
 from carlink.store import pages as store_pages
+from carlink.store import services_pages as store_services_pages
 from carlink.store.payments import SandboxGateway
 from carlink.web import pages
 
@@ -149,6 +150,7 @@ def create_app(
         compat_api.router,
         pages.router,
         store_pages.router,
+        store_services_pages.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

@@ -18,6 +18,7 @@ from carlink.db.base import utcnow
 from carlink.demo import world
 from carlink.garage import service as garage
 from carlink.store import pages as store_pages
+from carlink.store import services_pages
 from carlink.store.models import BillingAddress, CartLine, Contract, Order, PaymentMethod
 from carlink.store.payments import SandboxCharge
 from carlink.telemetry.models import Measurement
@@ -125,7 +126,7 @@ async def test_every_store_form_refuses_a_post_without_the_sessions_token(
     }
     posted = {
         route.path
-        for route in store_pages.router.routes
+        for route in (*store_pages.router.routes, *services_pages.router.routes)
         if isinstance(route, APIRoute) and "POST" in (route.methods or ())
     }
     assert posted == set(forms), "every form of the store pages is in this test"
