@@ -530,6 +530,29 @@ async def test_a_monthly_subscription_renews_once_when_due(stack: Stack, login: 
     assert not await mails(stack, "contract_expired")
 
 
+async def test_a_subscription_renews_before_its_end_so_the_car_keeps_the_service_without_a_restart(
+    stack: Stack, login: Logins
+) -> None:
+    owner = await login(world.OWNER)
+    contract = await buy(owner, TAYCAN, "navigation-plus", "P1M")
+    car = stack.fleet.cars[TAYCAN]
+    await eventually(lambda: "navigation-plus" in car.entitlements.pending)
+    await car.restart()
+    await eventually(lambda: "navigation-plus" in car.entitlements.applied)
+
+    past(contract["ends_at"], hours=-2)  # two hours before the end
+    await contracts.renew_due(stack.platform)
+    row = await contract_row(stack, contract["id"])
+    assert row.period == 1
+
+    def car_has_new_term() -> bool:
+        applied = car.entitlements.applied.get("navigation-plus")
+        return applied is not None and applied.until == row.ends_at
+
+    await eventually(car_has_new_term)
+    assert "navigation-plus" not in car.entitlements.pending
+
+
 async def test_a_cancelled_subscription_does_not_renew_and_expires_at_its_end(
     stack: Stack, login: Logins
 ) -> None:

@@ -36,6 +36,9 @@ WITHDRAWAL_DAYS = 14  # REQ: STO-10
 PLACED_STALE = dt.timedelta(seconds=30)
 CHALLENGE_STALE = dt.timedelta(minutes=30)
 CLAIM = dt.timedelta(seconds=60)
+# Subscriptions renew a day before their end, so the car receives the new term while the service still
+# runs: a renewal applies at once, whereas a service that ended comes back only at the next restart (STO-7).
+RENEWAL_LEAD = dt.timedelta(days=1)
 
 
 # --- settling an order -------------------------------------------------------------------------------------
@@ -403,7 +406,7 @@ async def _claim(platform: Platform, renewing: bool, limit: int) -> list[Contrac
     async with platform.db.transaction() as session:
         query = select(Contract).where(
             Contract.state.in_([s.value for s in ENTITLED]),
-            Contract.ends_at <= now,
+            Contract.ends_at <= (now + RENEWAL_LEAD if renewing else now),
             or_(Contract.claimed_until.is_(None), Contract.claimed_until < now),
         )
         if renewing:
