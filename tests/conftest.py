@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carlink.clock import clock
-from tests.support.databases import PostgresDatabases, new_sqlite
+from tests.support.databases import PostgresDatabases, drop_sqlite_template, new_sqlite
 from tests.support.stack import Stack, running_stack
 
 _postgres = PostgresDatabases()
@@ -61,3 +61,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import asyncio
 
     asyncio.run(_postgres.drop_template())
+    drop_sqlite_template()

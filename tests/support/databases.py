@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -60,7 +62,17 @@ class PostgresDatabases:
             await admin.close()
 
 
+_SQLITE_TEMPLATE = Path(tempfile.gettempdir()) / f"carlink-template-{os.getpid()}.db"
+
+
 async def new_sqlite(directory: Path) -> str:
-    url = f"sqlite+aiosqlite:///{directory / 'carlink.db'}"
-    await upgrade(url)
-    return url
+    """A copy of a database migrated once per test process (migrating takes longer than copying)."""
+    if not _SQLITE_TEMPLATE.exists():
+        await upgrade(f"sqlite+aiosqlite:///{_SQLITE_TEMPLATE}")
+    target = directory / "carlink.db"
+    shutil.copyfile(_SQLITE_TEMPLATE, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+def drop_sqlite_template() -> None:
+    _SQLITE_TEMPLATE.unlink(missing_ok=True)

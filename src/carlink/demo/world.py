@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -95,8 +96,21 @@ async def _account(
     if found is not None:
         return found
     return await identity.create_account(
-        session, email=email, password=PASSWORD, country=country, display_name=name, pin=pin, locale=locale
+        session,
+        email=email,
+        password=PASSWORD,
+        country=country,
+        display_name=name,
+        pin=pin,
+        locale=locale,
+        hashes=_demo_hashes(),
     )
+
+
+@functools.cache
+def _demo_hashes() -> tuple[str, str]:
+    """The demo IDs share password and PIN: hash them once, not once per ID (argon2 is slow on purpose)."""
+    return identity.hash_secret(PASSWORD), identity.hash_secret(PIN)
 
 
 async def seed(session: AsyncSession) -> list[DemoCar]:
