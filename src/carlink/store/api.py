@@ -291,6 +291,11 @@ async def checkout(vin: str, body: s.CheckoutIn, request: Request, response: Res
     201 for the confirmation that placed the order, 200 for any repeat; the state says what became of it:
     confirmed, requires_action (answer the card issuer's challenge), or failed with a failure_code."""
     platform = platform_of(request)
+    async with platform.db.session() as session:  # a repeat of a settled order needs one read, no write turn
+        caller, language = await _caller(request, session)
+        repeat = await service.settled_order(session, caller.account, garage.checked_vin(vin), body.revision)
+    if repeat is not None:
+        return s.order_out(repeat, language)
     async with platform.db.transaction() as session:
         caller, language = await _caller(request, session)
         order, created = await service.place_order(

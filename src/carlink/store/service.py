@@ -22,6 +22,7 @@ from carlink.catalog.rules import fits
 from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
 from carlink.garage import service as garage
+from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
 from carlink.platform import Platform
@@ -379,6 +380,18 @@ async def order_for(session: AsyncSession, cart_id: int, revision: int) -> Order
     return await session.scalar(
         select(Order).where(Order.cart_id == cart_id, Order.cart_revision == revision)
     )
+
+
+async def settled_order(session: AsyncSession, account: Account, vin: str, revision: int) -> Order | None:
+    """The person's order for this revision of their cart for this car, if it is settled: a repeated
+    confirmation is answered from this one read, without taking a turn as a writer."""
+    order = await session.scalar(
+        select(Order)
+        .join(Cart, Cart.id == Order.cart_id)
+        .join(Vehicle, Vehicle.id == Cart.vehicle_id)
+        .where(Cart.account_id == account.id, Vehicle.vin == vin, Order.cart_revision == revision)
+    )
+    return order if order is not None and order_done(order) else None
 
 
 async def place_order(
