@@ -36,6 +36,7 @@ from carlink.identity import api as identity_api
 from carlink.identity import oidc
 from carlink.identity.tokens import TokenIssuer
 from carlink.jobs.scheduler import run_forever
+from carlink.partners.seed import ensure_countries
 from carlink.platform import ROLES, Platform
 from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
@@ -66,6 +67,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
         try:
             async with platform.db.transaction() as session:
                 await ensure_catalogue(session)
+                await ensure_countries(session)
             break
         except IntegrityError:
             if attempt:

@@ -4,6 +4,7 @@ from carlink.catalog import models as catalog_models
 from carlink.garage import models as garage_models
 from carlink.identity import models as identity_models
 from carlink.notify import models as notify_models
+from carlink.partners import models as partners_models
 from carlink.remote import models as remote_models
 from carlink.store import models as store_models
 from carlink.store import payments as sandbox_payment_models
@@ -14,6 +15,7 @@ __all__ = [
     "garage_models",
     "identity_models",
     "notify_models",
+    "partners_models",
     "remote_models",
     "sandbox_payment_models",
     "store_models",

@@ -14,6 +14,7 @@ from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.identity import service as identity
 from carlink.identity.models import Account
+from carlink.partners.models import Partner, PartnerStaff
 from carlink.protocol.vin import make_vin
 
 PASSWORD = "carlink-demo"
@@ -24,6 +25,68 @@ STRANGER = "stranger@example.com"
 FLEET_OWNER = "fleet@example.com"
 # A person in Japan, so the demo shows a second country's store: yen, JCB and Diners, Carrier Connect.
 JAPAN_OWNER = "hanako@example.com"
+# Staff: two dealers in Germany (the second serves none of the demo cars), one in Japan, an operator.
+DEALER = "dealer@example.com"
+OTHER_DEALER = "dealer.berlin@example.com"
+JAPAN_DEALER = "dealer.yokohama@example.com"
+OPERATOR = "operator@example.com"
+
+
+@dataclass(frozen=True)
+class DemoPartner:
+    code: str
+    name: str
+    country: str
+    city: str
+    street: str
+    postcode: str
+    phone: str
+    email: str
+    staff: tuple[tuple[str, str, str, str], ...]  # name, title, email, phone
+    login: str  # the dealer console ID of this partner
+
+
+DEMO_PARTNERS = (
+    DemoPartner(
+        "DE-STR-01",
+        "Autohaus Example Stuttgart",
+        "DE",
+        "Stuttgart",
+        "Beispielweg 12",
+        "70173",
+        "+49 711 555 0100",
+        "service.stuttgart@example.com",
+        (
+            ("Mia Beispiel", "Service advisor", "mia.beispiel@example.com", "+49 711 555 0101"),
+            ("Jonas Muster", "Sales consultant", "jonas.muster@example.com", "+49 711 555 0102"),
+        ),
+        DEALER,
+    ),
+    DemoPartner(
+        "DE-BER-01",
+        "Autohaus Muster Berlin",
+        "DE",
+        "Berlin",
+        "Musterallee 3",
+        "10115",
+        "+49 30 555 0200",
+        "service.berlin@example.com",
+        (("Lea Probe", "Service advisor", "lea.probe@example.com", "+49 30 555 0201"),),
+        OTHER_DEALER,
+    ),
+    DemoPartner(
+        "JP-YOK-01",
+        "Example Motors Yokohama",
+        "JP",
+        "Yokohama",
+        "Minato-Mirai 1-2-3",
+        "220-0012",
+        "+81 45 555 0300",
+        "service.yokohama@example.com",
+        (("Taro Yamada", "Service advisor", "taro.yamada@example.com", "+81 45 555 0301"),),
+        JAPAN_DEALER,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +215,38 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
     await garage.assign_user(
         session, taycan, family, garage.SECONDARY, pairing_code=demo_pairing_code(taycan.vin, FAMILY)
     )
+    await _seed_partners(session)
     return [*DEMO_CARS, JAPAN_CAR]
+
+
+async def _seed_partners(session: AsyncSession) -> dict[str, Partner]:
+    """The demo dealers with their staff and console logins, and an operator."""
+    partners = {}
+    for demo in DEMO_PARTNERS:
+        partner = await session.scalar(select(Partner).where(Partner.code == demo.code))
+        if partner is None:
+            partner = Partner(
+                code=demo.code,
+                name=demo.name,
+                country=demo.country,
+                city=demo.city,
+                street=demo.street,
+                postcode=demo.postcode,
+                phone=demo.phone,
+                email=demo.email,
+            )
+            session.add(partner)
+            await session.flush()
+            for name, title, email, phone in demo.staff:
+                session.add(
+                    PartnerStaff(partner_id=partner.id, name=name, title=title, email=email, phone=phone)
+                )
+        partners[demo.code] = partner
+        login = await _account(session, demo.login, f"{demo.name} (console)", pin=None, country=demo.country)
+        await identity.grant_staff_role(session, login, identity.DEALER, partner_id=partner.id)
+    operator = await _account(session, OPERATOR, "Olga Operator", pin=None)
+    await identity.grant_staff_role(session, operator, identity.OPERATOR)
+    return partners
 
 
 async def ensure_sim_fleet(session: AsyncSession, count: int, *, first_serial: int = 500000) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carlink.db.base import Base, utcnow
@@ -125,3 +125,22 @@ class SigningKey(Base):
     public_jwk: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class StaffRole(Base):
+    """A console role held by an ID: `dealer` (staff of one partner), `operator` or `soc`.
+
+    Staff sign in with their ID like everyone else; each console checks the role it needs.
+    """
+
+    __tablename__ = "staff_roles"
+    __table_args__ = (UniqueConstraint("account_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # The partner a dealer works for; empty for operators and the SOC.
+    partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partners.id", ondelete="CASCADE"), index=True, default=None
+    )
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

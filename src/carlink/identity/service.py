@@ -16,7 +16,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
 from carlink.identity.captcha import LIFETIME as CAPTCHA_LIFETIME
 from carlink.identity.captcha import check_captcha, token_nonce
-from carlink.identity.models import Account, LoginFailure, SpentCaptcha, WebSession
+from carlink.identity.models import Account, LoginFailure, SpentCaptcha, StaffRole, WebSession
 from carlink.settings import Settings
 
 _hasher = PasswordHasher()
@@ -227,3 +227,40 @@ async def set_pin(session: AsyncSession, account: Account, *, password: str, pin
     account.pin_hash = hash_secret(_checked_pin(pin))
     account.pin_failures = 0
     account.pin_locked_until = None
+
+
+DEALER = "dealer"
+OPERATOR = "operator"
+SOC = "soc"
+STAFF_ROLES = (DEALER, OPERATOR, SOC)
+
+
+async def staff_role(session: AsyncSession, account: Account, role: str) -> StaffRole | None:
+    """The console role this ID holds, if it holds it (a dealer's row names the partner)."""
+    return await session.scalar(
+        select(StaffRole).where(StaffRole.account_id == account.id, StaffRole.role == role)
+    )
+
+
+async def require_staff(session: AsyncSession, account: Account, role: str) -> StaffRole:
+    """For the consoles: a person without the role is told the page is not theirs, nothing more."""
+    found = await staff_role(session, account, role)
+    if found is None:
+        raise Forbidden("this console is for staff with the right role", code="staff_only")
+    return found
+
+
+async def grant_staff_role(
+    session: AsyncSession, account: Account, role: str, *, partner_id: int | None = None
+) -> StaffRole:
+    if role not in STAFF_ROLES:
+        raise CarlinkError(f"unknown staff role {role!r}", code="invalid_role")
+    if (role == DEALER) != (partner_id is not None):
+        raise CarlinkError("a dealer works for exactly one partner", code="invalid_role")
+    found = await staff_role(session, account, role)
+    if found is None:
+        found = StaffRole(account_id=account.id, role=role, partner_id=partner_id)
+        session.add(found)
+    found.partner_id = partner_id
+    await session.flush()
+    return found

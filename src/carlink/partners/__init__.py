@@ -1,0 +1,1 @@
+"""Partners and after-sales: countries and their contacts, dealers and staff, booking, recalls, manuals."""

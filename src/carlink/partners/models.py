@@ -1,0 +1,66 @@
+"""Tables of the partners domain: countries, partners (dealers) and their staff, a person's chosen partner."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carlink.db.base import Base, utcnow
+
+
+class Country(Base):
+    """What differs per country (CON-6, PRV-2, PRV-3, PAR-2, PAR-3); operators edit it, a start never does."""
+
+    __tablename__ = "countries"
+
+    code: Mapped[str] = mapped_column(String(2), primary_key=True)  # ISO 3166-1 alpha-2
+    # Where a person revokes their consent by email (PRV-2); none: through the dealer (PRV-3).
+    privacy_contact: Mapped[str | None] = mapped_column(String(254), default=None)
+    # Appointments booked in the portal (PAR-2) and recalls booked directly (PAR-3); otherwise phone/email.
+    online_booking: Mapped[bool] = mapped_column(default=False)
+    recall_booking: Mapped[bool] = mapped_column(default=False)
+    # Connected services are offered here at all (the store's offers say which, CON-6).
+    connect_available: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Partner(Base):
+    """A dealer or service partner (PAR-1); its staff sign in to the dealer console."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    city: Mapped[str] = mapped_column(String(80), default="")
+    street: Mapped[str] = mapped_column(String(120), default="")
+    postcode: Mapped[str] = mapped_column(String(16), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PartnerStaff(Base):
+    """A named contact at a partner, shown on a customer's contacts page (ACC-8)."""
+
+    __tablename__ = "partner_staff"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(80), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+
+
+class PreferredPartner(Base):
+    """The partner a person chose (PAR-1); consent to data exchange refers to it (PRV-2)."""
+
+    __tablename__ = "preferred_partners"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    chosen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
