@@ -34,10 +34,20 @@ from carlink.gateway.link import CloudLink
 from carlink.gateway.service import UplinkHandler
 from carlink.identity import api as identity_api
 from carlink.identity import oidc
+from carlink.identity import registration as identity_registration
 from carlink.identity.tokens import TokenIssuer
+from carlink.incar import api as incar_api
+from carlink.incar import pages as incar_pages
 from carlink.jobs.scheduler import run_forever
+from carlink.notify import api as notify_api
+from carlink.notify import pages as notify_pages
+from carlink.partners import api as partners_api
+from carlink.partners import console as dealer_console
+from carlink.partners import pages as partners_pages
 from carlink.partners.seed import ensure_countries
 from carlink.platform import ROLES, Platform
+from carlink.privacy import api as privacy_api
+from carlink.privacy import pages as privacy_pages
 from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
 from carlink.settings import Settings
@@ -153,6 +163,16 @@ def create_app(
         pages.router,
         store_pages.router,
         store_services_pages.router,
+        identity_registration.router,
+        dealer_console.router,
+        partners_api.router,
+        partners_pages.router,
+        privacy_api.router,
+        privacy_pages.router,
+        notify_api.router,
+        notify_pages.router,
+        incar_api.router,
+        incar_pages.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

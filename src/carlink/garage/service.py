@@ -261,3 +261,27 @@ async def vehicles_awaiting_remote_access_reset(session: AsyncSession) -> list[V
         select(Vehicle).where(Vehicle.remote_access_reset_pending.is_(True), Vehicle.online.is_(True))
     )
     return list(rows)
+
+
+async def main_users(session: AsyncSession, vehicle_ids: set[int]) -> dict[int, int]:
+    """vehicle id -> account id of its main user, for the vehicles that have one."""
+    if not vehicle_ids:
+        return {}
+    rows = await session.execute(
+        select(VehicleUser.vehicle_id, VehicleUser.account_id).where(
+            VehicleUser.vehicle_id.in_(vehicle_ids), VehicleUser.role == MAIN
+        )
+    )
+    return {vehicle_id: account_id for vehicle_id, account_id in rows.all()}
+
+
+async def main_user_vehicle_ids(session: AsyncSession, account_ids: set[int]) -> set[int]:
+    """The vehicles of which one of these people is the main user."""
+    if not account_ids:
+        return set()
+    rows = await session.scalars(
+        select(VehicleUser.vehicle_id).where(
+            VehicleUser.account_id.in_(account_ids), VehicleUser.role == MAIN
+        )
+    )
+    return set(rows)

@@ -64,3 +64,24 @@ class PreferredPartner(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
     chosen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Sale(Base):
+    """A dealer recorded the sale of a car to a buyer (ACC-2); the latest sale of a VIN names its dealer."""
+
+    __tablename__ = "sales"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id", ondelete="CASCADE"), index=True)
+    buyer_email: Mapped[str] = mapped_column(String(254))
+    buyer_name: Mapped[str] = mapped_column(String(120), default="")
+    # Set once the buyer has an ID (registered from the invitation, or already had one).
+    buyer_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None
+    )
+    delivery_date: Mapped[dt.date | None] = mapped_column(default=None)
+    recorded_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    sold_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 22:11:16.835070
+Create Date: 2026-11-25 22:13:21.972742
 """
 
 from collections.abc import Sequence
@@ -115,6 +115,39 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_preferred_partners_partner_id"), ["partner_id"], unique=False)
 
     op.create_table(
+        "sales",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("buyer_email", sa.String(length=254), nullable=False),
+        sa.Column("buyer_name", sa.String(length=120), nullable=False),
+        sa.Column("buyer_account_id", sa.Integer(), nullable=True),
+        sa.Column("delivery_date", sa.Date(), nullable=True),
+        sa.Column("recorded_by", sa.Integer(), nullable=True),
+        sa.Column("sold_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["buyer_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_sales_buyer_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"], ["partners.id"], name=op.f("fk_sales_partner_id_partners"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["recorded_by"], ["accounts.id"], name=op.f("fk_sales_recorded_by_accounts"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"], ["vehicles.id"], name=op.f("fk_sales_vehicle_id_vehicles"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sales")),
+    )
+    with op.batch_alter_table("sales", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sales_buyer_account_id"), ["buyer_account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_sales_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_sales_vehicle_id"), ["vehicle_id"], unique=False)
+
+    op.create_table(
         "staff_roles",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -150,6 +183,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_staff_roles_account_id"))
 
     op.drop_table("staff_roles")
+    with op.batch_alter_table("sales", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sales_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_sales_partner_id"))
+        batch_op.drop_index(batch_op.f("ix_sales_buyer_account_id"))
+
+    op.drop_table("sales")
     with op.batch_alter_table("preferred_partners", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_preferred_partners_partner_id"))
 
