@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
+from carlink.demo import world_aftersales, world_sales
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.identity import service as identity
@@ -216,6 +217,8 @@ async def seed(session: AsyncSession) -> list[DemoCar]:
         session, taycan, family, garage.SECONDARY, pairing_code=demo_pairing_code(taycan.vin, FAMILY)
     )
     await _seed_partners(session)
+    await world_sales.seed(session)
+    await world_aftersales.seed(session)
     return [*DEMO_CARS, JAPAN_CAR]
 
 
