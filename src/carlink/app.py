@@ -48,6 +48,7 @@ from carlink.partners.seed import ensure_countries
 from carlink.platform import ROLES, Platform
 from carlink.privacy import api as privacy_api
 from carlink.privacy import pages as privacy_pages
+from carlink.privacy.seed import ensure_policy
 from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
 from carlink.settings import Settings
@@ -78,6 +79,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
             async with platform.db.transaction() as session:
                 await ensure_catalogue(session)
                 await ensure_countries(session)
+                await ensure_policy(session)
             break
         except IntegrityError:
             if attempt:
@@ -91,6 +93,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
             _reply(platform),
             Topics(settings.mqtt_topic_prefix),
             republish_entitlements=functools.partial(entitlements.publish, platform),
+            settings=settings,
         )
     # An api instance without the gateway role learns of vehicle events through the broker.
     sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from carlink.privacy.cli import countries_app
 from carlink.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ catalog_app = typer.Typer(
     help="The store's catalogue: offers, prices, terms (STO-1, STO-6).", no_args_is_help=True
 )
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(countries_app, name="countries")
 console = Console()
 
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10.0
     # Delivery attempts of one mail before it is marked failed and left for an operator.
     smtp_max_attempts: int = 20
+    # Days a dealer's registration link stays valid (ACC-2, ACC-4).
+    invitation_days: int = 14
+    # Times per hour one address may ask for its registration mail again (ACC-4).
+    invitation_requests_per_hour: int = 3
 
     @classmethod
     def settings_customise_sources(

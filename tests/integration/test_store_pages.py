@@ -22,6 +22,7 @@ from carlink.store import services_pages
 from carlink.store.models import BillingAddress, CartLine, Contract, Order, PaymentMethod
 from carlink.store.payments import SandboxCharge
 from carlink.telemetry.models import Measurement
+from tests.support.portal import Browser
 from tests.support.stack import TAYCAN, Stack
 
 ADDRESS = {
@@ -32,32 +33,6 @@ ADDRESS = {
     "country": "DE",
 }
 VISA = {"number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2031", "cvc": "123"}
-
-
-class Browser:
-    """An httpx client that signs in through the portal's form and sends the pages' CSRF token."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.http = httpx.AsyncClient(base_url=stack.base_url, timeout=30, headers={"Accept": "text/html"})
-        self.csrf = ""
-
-    async def sign_in(self, email: str) -> None:
-        form = await self.http.get("/signin")
-        token = re.search(r'name="login_token" value="([^"]+)"', form.text)
-        assert token is not None
-        data = {"email": email, "password": world.PASSWORD, "login_token": token.group(1)}
-        response = await self.http.post("/signin", data=data)
-        assert response.status_code == 303, response.text
-        self.csrf = csrf_of((await self.http.get("/account/payment")).text)
-
-    async def post(self, path: str, data: dict[str, str] | None = None) -> httpx.Response:
-        return await self.http.post(path, data={"csrf_token": self.csrf, **(data or {})})
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None, "the page has no form with a CSRF token"
-    return found.group(1)
 
 
 @pytest.fixture

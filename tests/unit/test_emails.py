@@ -88,6 +88,44 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "vin": VIN,
         "reason": "The car did not download the function within 28 days.",
     },
+    "invitation": {
+        "name": "Anna Schmidt",
+        "dealer_name": "Autohaus Example Stuttgart",
+        "vehicle_name": "Taycan 4S",
+        "vin": VIN,
+        "link": "https://carlink.example.com/register/abc",
+        "resend_link": "https://carlink.example.com/register/resend",
+        "expires": "17 June 2024",
+    },
+    "vehicle_added": {
+        "name": "Anna Schmidt",
+        "dealer_name": "Autohaus Example Stuttgart",
+        "vehicle_name": "Taycan 4S",
+        "vin": VIN,
+        "link": "https://carlink.example.com/vehicles/" + VIN,
+    },
+    "account_deleted": {"name": "Anna Schmidt", "email": "anna@example.com"},
+    "erasure_completed": {"requested_on": "3 June 2024", "request_number": "ER-000017"},
+    "appointment_booked": {
+        "name": "Anna Schmidt",
+        "vin": VIN,
+        "partner_name": "Autohaus Example Stuttgart",
+        "partner_address": "Beispielweg 12, 70173 Stuttgart",
+        "partner_phone": "+49 711 555 0100",
+        "partner_email": "service.stuttgart@example.com",
+        "when": "3 Jun 2024, 09:00 (Europe/Berlin)",
+        "kind": "service",
+        "booked_by": "customer",
+        "note": "The brakes squeak",
+    },
+    "recall_notice": {
+        "name": "Anna Schmidt",
+        "vin": VIN,
+        "code": "RC-2024-001",
+        "title": "Rear seat belt buckle",
+        "description": "The buckle may not latch firmly.",
+        "remedy": "The workshop replaces both buckles.",
+    },
 }
 
 
@@ -106,7 +144,8 @@ def test_every_mail_renders_in_every_language(template: str, language: str) -> N
     assert mail.subject and "\n" not in mail.subject
     assert not mail.text.startswith("Subject:")
     assert mail.text.endswith("\n") and not mail.text.endswith("\n\n")
-    assert "Anna Schmidt" in mail.text
+    if "name" in SAMPLES[template]:
+        assert "Anna Schmidt" in mail.text
     assert "{{" not in mail.text and "{%" not in mail.text
     for key in ("vin", "order_number", "reason", "amount", "until", "contract_number", "refund"):
         if key in SAMPLES[template]:

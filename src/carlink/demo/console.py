@@ -1,17 +1,22 @@
 """The demo's car console: what a person does sitting in a simulated car (type the pairing code, switch
-privacy mode, remote-access authorisation, the data connection or hotspot sharing, restart the car). Only
+privacy mode, remote-access authorisation, the data connection or hotspot sharing, restart the car, start it
+with a key and log an ID in, VEH-7/VEH-8). Only
 `carlink demo` mounts it; it speaks to the cars directly, and the cars speak to the cloud over MQTT like real
 ones."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
+from carlink.sim.car import SimulatedCar
 from carlink.sim.fleet import Fleet
 
 HERE = Path(__file__).parent
@@ -39,6 +44,11 @@ REFUSALS = {
 }
 
 
+# The car's keys in the demo; each remembers the ID (or guest) that used it last (VEH-7).
+KEYS = ("key-1", "key-2", "key-3")
+OFFLINE = "The car cannot reach carlink now: switch its data connection on and try again."
+
+
 @dataclass
 class DemoCars:
     fleet: Fleet | None = None
@@ -59,7 +69,7 @@ def console_router(cars: DemoCars) -> APIRouter:
     @router.get("", response_class=HTMLResponse)
     async def overview(request: Request) -> HTMLResponse:
         fleet = list(cars.fleet.cars.values()) if cars.fleet else []
-        context = {"cars": fleet[:50], "messages": cars.last_message, "total": len(fleet)}
+        context = {"cars": fleet[:50], "messages": cars.last_message, "total": len(fleet), "keys": KEYS}
         return TEMPLATES.TemplateResponse(request, "car_console.html", context)
 
     @router.post("/{vin}/pair")
@@ -96,7 +106,77 @@ def console_router(cars: DemoCars) -> APIRouter:
             cars.last_message[vin] = _restart_message(started, waiting)
         return _back(vin)
 
+    # --- in-car ID login (VEH-7, VEH-8) --------------------------------------------------------------
+
+    async def _in_car(vin: str, act: Callable[[SimulatedCar], Awaitable[str]], bad_input: str) -> None:
+        """Runs what the person does in the car and keeps what the car says about it."""
+        car = _car(vin)
+        if car is None:
+            return
+        try:
+            cars.last_message[vin] = await act(car)
+        except ValidationError:
+            cars.last_message[vin] = bad_input
+        except (TimeoutError, aiomqtt.MqttError):
+            cars.last_message[vin] = OFFLINE
+
+    @router.post("/{vin}/key")
+    async def start_with_key(vin: str, key: str = Form("")) -> RedirectResponse:
+        async def act(car: SimulatedCar) -> str:
+            occupant = await car.start_with_key(key if key in KEYS else KEYS[0])
+            who = "a guest" if occupant.guest else f"{occupant.email} ({occupant.role})"
+            return car.id_login.notice or f"Started with {key}: driving as {who}."
+
+        await _in_car(vin, act, "Choose one of the car's keys.")
+        return _back(vin)
+
+    @router.post("/{vin}/id-login")
+    async def id_login(
+        vin: str, email: str = Form(""), password: str = Form(""), security_code: str = Form("")
+    ) -> RedirectResponse:
+        async def act(car: SimulatedCar) -> str:
+            reply = await car.log_in_id(email.strip(), password, security_code.strip() or None)
+            return f"Logged in as {reply.email} ({reply.role})." if reply.ok else _said(reply.message)
+
+        await _in_car(vin, act, "Enter your email, password and, if asked, the 4-digit security code.")
+        return _back(vin)
+
+    @router.post("/{vin}/cabin")
+    async def cabin(
+        vin: str, seat_position: int = Form(50), temperature: float = Form(21.0)
+    ) -> RedirectResponse:
+        async def act(car: SimulatedCar) -> str:
+            reply = await car.adjust_cabin(seat_position=seat_position, climate_temperature_c=temperature)
+            if reply is None:
+                return "Set for this drive. As a guest, nothing is kept."
+            return "Saved to your ID." if reply.ok else _said(reply.message)
+
+        await _in_car(vin, act, "Seat positions are 0-100, temperatures 15-30 °C.")
+        return _back(vin)
+
+    @router.post("/{vin}/timer")
+    async def timer(vin: str) -> RedirectResponse:
+        async def act(car: SimulatedCar) -> str:
+            reply = await car.request_timer()
+            return "Timer set." if reply.ok else _said(reply.message)
+
+        await _in_car(vin, act, "")
+        return _back(vin)
+
+    @router.post("/{vin}/id-logout")
+    async def id_logout(vin: str) -> RedirectResponse:
+        async def act(car: SimulatedCar) -> str:
+            await car.log_out_id()
+            return "Logged out: the car drives as a guest, and this key is a guest's now."
+
+        await _in_car(vin, act, "")
+        return _back(vin)
+
     return router
+
+
+def _said(message: str | None) -> str:
+    return f"The car says: {message or 'that did not work'}."
 
 
 def _restart_message(started: list[str], waiting: list[str]) -> str:

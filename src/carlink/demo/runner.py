@@ -112,6 +112,8 @@ def _print_welcome(
     base = settings.base_url
     console.print(f"\n[bold]carlink demo[/bold] is running at {base}/")
     console.print(f"  portal          {base}/")
+    console.print(f"  dealer console  {base}/dealer")
+    console.print(f"  operator        {base}/operator")
     console.print(f"  API docs        {base}/docs")
     console.print(f"  OIDC discovery  {base}/.well-known/openid-configuration")
     console.print(f"  car console     {base}/demo/cars  (act in the simulated cars)")
@@ -124,6 +126,10 @@ def _print_welcome(
     table.add_row(world.FAMILY, "secondary user of the Taycan", world.PIN)
     table.add_row(world.JAPAN_OWNER, "main user of the Macan (Japan: yen, JCB)", world.PIN)
     table.add_row(world.STRANGER, "no vehicles", "-")
+    table.add_row(world.DEALER, "dealer console of Autohaus Example Stuttgart (sold the German cars)", "-")
+    table.add_row(world.OTHER_DEALER, "dealer console of Autohaus Muster Berlin (serves none of them)", "-")
+    table.add_row(world.JAPAN_DEALER, "dealer console of Example Motors Yokohama (sold the Macan)", "-")
+    table.add_row(world.OPERATOR, "operator console", "-")
     console.print(table)
     cars_table = Table(title=f"Demo cars ({fleet_size} simulated cars online)")
     for column in ("VIN", "model", "year", "country", "owner's pairing code"):

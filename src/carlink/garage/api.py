@@ -141,3 +141,13 @@ async def wake_and_wait(request: Request, vin: str, *, quiet: bool = False) -> b
     await platform.dispatch(command)
     final = await wait_for_outcome(platform, command, platform.settings.wake_wait_seconds)
     return final.state == "performed"
+
+
+@router.delete("/{vin}/membership", status_code=204)
+async def leave_vehicle(vin: str, request: Request) -> None:
+    """Removes the vehicle from the caller's profile (ACC-6): the main user takes the secondary users with
+    them (contracts stay with the car, STO-9); a secondary user removes only themself. The ID stays."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await require_caller(request, session)
+        entry = await garage.garage_entry(session, caller.account, vin)
+        await garage.leave_vehicle(session, entry)

@@ -285,3 +285,65 @@ async def main_user_vehicle_ids(session: AsyncSession, account_ids: set[int]) ->
         )
     )
     return set(rows)
+
+
+# --- change of owner and leaving a car (ACC-2, ACC-5, ACC-6, STO-9) ----------------------------------------
+
+
+async def hand_over(session: AsyncSession, vehicle: Vehicle, new_owner: Account) -> list[int]:
+    """The car has a new main user: everyone else leaves it, their pairing codes with them, and remote
+    access authorised in the car for the previous owner ends (the jobs role tells the car, VEH-5).
+    Contracts stay with the vehicle (STO-9). Answers the IDs that left the car."""
+    memberships = list(await session.scalars(select(VehicleUser).where(VehicleUser.vehicle_id == vehicle.id)))
+    left: list[int] = []
+    had_other_owner = False
+    for membership in memberships:
+        if membership.account_id == new_owner.id:
+            continue
+        had_other_owner = had_other_owner or membership.role == MAIN
+        left.append(membership.account_id)
+        await session.delete(membership)
+    await session.flush()
+    if had_other_owner:
+        vehicle.remote_access_authorised = False
+        vehicle.remote_access_reset_pending = True
+    mine = next((m for m in memberships if m.account_id == new_owner.id), None)
+    if mine is None:
+        await assign_user(session, vehicle, new_owner, MAIN)
+    elif mine.role != MAIN:
+        # A secondary user who buys the car keeps nothing of that place: a fresh code as main user.
+        mine.role = MAIN
+        mine.pairing_code = await _new_pairing_code(session, vehicle.id)
+        mine.paired_at = None
+    return left
+
+
+async def leave_vehicle(session: AsyncSession, entry: GarageEntry) -> list[int]:
+    """REQ: ACC-6 — the main user removes the car from the profile (the secondary users leave with them;
+    contracts stay with the car, STO-9); a secondary user removes only themself. The ID stays."""
+    query = select(VehicleUser).where(VehicleUser.vehicle_id == entry.vehicle.id)
+    if not entry.is_main_user:
+        query = query.where(VehicleUser.id == entry.membership.id)
+    memberships = list(await session.scalars(query))
+    for membership in memberships:
+        await session.delete(membership)
+    if entry.is_main_user:
+        entry.vehicle.remote_access_authorised = False
+        entry.vehicle.remote_access_reset_pending = True
+    await session.flush()
+    return [membership.account_id for membership in memberships]
+
+
+async def leave_all_vehicles(session: AsyncSession, account: Account) -> list[str]:
+    """REQ: ACC-5 — a deleted ID leaves every car at once: its pairing codes go, and remote access
+    authorised for it in its own cars ends. The people it shared a car with keep their places. Answers
+    the VINs."""
+    vins = []
+    for entry in await garage(session, account):
+        if entry.is_main_user:
+            entry.vehicle.remote_access_authorised = False
+            entry.vehicle.remote_access_reset_pending = True
+        await session.delete(entry.membership)
+        vins.append(entry.vehicle.vin)
+    await session.flush()
+    return vins

@@ -14,6 +14,7 @@ from carlink import metrics
 from carlink.db.base import Database
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.incar import service as incar
 from carlink.protocol import topics as kinds
 from carlink.protocol.messages import (
     MAX_MESSAGE_BYTES,
@@ -21,24 +22,34 @@ from carlink.protocol.messages import (
     CommandType,
     Connection,
     EntitlementReport,
+    IdLoginReply,
+    IdLoginRequest,
     Reply,
     Request,
     Telemetry,
 )
 from carlink.remote import service as remote
+from carlink.settings import Settings, get_settings
 from carlink.store import entitlements
 from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
 VEHICLE_ID_CACHE = 200_000
 _KINDS = frozenset(
-    {kinds.UP_ACK, kinds.UP_TELEMETRY, kinds.UP_CONNECTION, kinds.UP_REQUEST, kinds.UP_ENTITLEMENTS}
+    {
+        kinds.UP_ACK,
+        kinds.UP_TELEMETRY,
+        kinds.UP_CONNECTION,
+        kinds.UP_REQUEST,
+        kinds.UP_ENTITLEMENTS,
+        kinds.UP_ID_LOGIN,
+    }
 )
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
 Republish = Callable[[int], Awaitable[bool]]
-Uplink = Ack | Telemetry | Connection | Request | EntitlementReport
+Uplink = Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest
 
 
 class UplinkHandler:
@@ -49,12 +60,15 @@ class UplinkHandler:
         reply: Publish,
         topics: kinds.Topics,
         republish_entitlements: Republish | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.db = db
         self.emit = emit
         self.reply = reply
         self.topics = topics
         self.republish_entitlements = republish_entitlements
+        # In-car ID login checks passwords with the sign-in protection, whose limits are settings.
+        self.settings = settings or get_settings()
         self.rejected = 0
         # VIN -> vehicle id; ids never change, and acks then need no vehicle lookup.
         self._vehicle_ids: dict[str, int] = {}
@@ -66,6 +80,7 @@ class UplinkHandler:
         metrics.UPLINKS.labels(kind).inc()
         events: list[dict[str, Any]] = []
         reply: Reply | None = None
+        id_login_reply: IdLoginReply | None = None
         behind = False
         vehicle_id = self._vehicle_ids.get(vin)
         if isinstance(message, Ack) and vehicle_id is not None:
@@ -94,6 +109,8 @@ class UplinkHandler:
             elif isinstance(message, Request):
                 linked, error = await garage.pair_in_car(session, vehicle, message.code)
                 reply = Reply(request_id=message.id, ok=linked, error=error)
+            elif isinstance(message, IdLoginRequest):
+                id_login_reply = await incar.answer(session, self.settings, vehicle, message)
             elif isinstance(message, EntitlementReport):
                 # The car is behind the cloud (say the broker lost the retained message): send it again.
                 behind = await entitlements.record_report(session, vehicle.id, message)
@@ -102,6 +119,10 @@ class UplinkHandler:
             await self.emit(vehicle_id, event)
         if reply is not None:
             await self.reply(self.topics.down(vin, kinds.DOWN_REPLY), reply.model_dump_json().encode())
+        if id_login_reply is not None:
+            await self.reply(
+                self.topics.down(vin, kinds.DOWN_ID_LOGIN), id_login_reply.model_dump_json().encode()
+            )
         if behind and self.republish_entitlements is not None:
             await self.republish_entitlements(vehicle_id)
 
@@ -112,6 +133,7 @@ class UplinkHandler:
             kinds.UP_CONNECTION: Connection,
             kinds.UP_REQUEST: Request,
             kinds.UP_ENTITLEMENTS: EntitlementReport,
+            kinds.UP_ID_LOGIN: IdLoginRequest,
         }
         model = models.get(kind)
         if model is None or len(payload) > MAX_MESSAGE_BYTES:

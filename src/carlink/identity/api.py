@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from carlink.garage import service as garage
+from carlink.identity import invitations
 from carlink.identity import service as identity
 from carlink.identity.access import platform_of, require_caller
 
@@ -94,3 +95,87 @@ async def set_pin(body: PinIn, request: Request) -> None:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
         await garage.change_security_pin(session, caller.account, password=body.password, pin=body.pin)
+
+
+class DeleteIdIn(BaseModel):
+    password: str = Field(max_length=256)
+
+
+@router.delete("/me", status_code=204)
+async def delete_id(body: DeleteIdIn, request: Request) -> None:
+    """Deletes the caller's ID (ACC-5): every session and refresh token ends at once, the person leaves
+    their cars, subscriptions stop renewing; the master data is kept until an erasure request (PRV-5)."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await require_caller(request, session)
+        await identity.delete_id(session, caller.account, password=body.password)
+
+
+# --- invitations (ACC-2, ACC-3, ACC-4) ---------------------------------------------------------------------
+
+
+class AcceptIn(BaseModel):
+    display_name: str = Field(default="", max_length=120)
+    password: str = Field(max_length=256)
+    partner_id: int = Field(ge=1, le=2**31 - 1, description="the preferred partner, one of the invitation's")
+    accept_privacy_policy: bool = Field(description="the current privacy policy is accepted (required)")
+    consent: bool = Field(default=False, description="consent to data exchange with the partner (PRV-2)")
+
+
+class AcceptedOut(BaseModel):
+    account: AccountOut
+    vin: str
+
+
+class InvitationOut(BaseModel):
+    email: str
+    country: str
+    vin: str
+    vehicle_name: str
+    dealer_id: int
+    expires_at: str
+    partners: list[dict[str, Any]]
+
+
+class ResendIn(BaseModel):
+    email: str = Field(max_length=254)
+
+
+@router.get("/invitations/{token}", response_model=InvitationOut)
+async def invitation(token: str, request: Request) -> dict[str, Any]:
+    """What a registration link is for; 410 `invitation_used` or `invitation_expired` once it is spent."""
+    async with platform_of(request).db.transaction() as session:
+        welcome = await invitations.open_invitation(session, token)
+        return {
+            "email": welcome.invitation.email,
+            "country": welcome.invitation.country,
+            "vin": welcome.vehicle.vin,
+            "vehicle_name": invitations.vehicle_name(welcome.vehicle),
+            "dealer_id": welcome.dealer.id,
+            "expires_at": welcome.invitation.expires_at.isoformat(),
+            "partners": [{"id": p.id, "name": p.name, "city": p.city} for p in welcome.partners],
+        }
+
+
+@router.post("/invitations/{token}/accept", response_model=AcceptedOut, status_code=201)
+async def accept_invitation(token: str, body: AcceptIn, request: Request) -> dict[str, Any]:
+    """Creates the ID from the dealer's invitation (ACC-3): the car becomes the person's at once."""
+    choices = invitations.Choices(
+        display_name=body.display_name,
+        password=body.password,
+        password_again=body.password,
+        partner_id=body.partner_id,
+        policy_accepted=body.accept_privacy_policy,
+        consent=body.consent,
+    )
+    async with platform_of(request).db.transaction() as session:
+        account, vehicle = await invitations.accept(session, token, choices)
+        return {"account": account_out(account), "vin": vehicle.vin}
+
+
+@router.post("/invitations/resend", status_code=202)
+async def resend_invitation(body: ResendIn, request: Request) -> dict[str, str]:
+    """Sends the registration mail again (ACC-4); the same answer whether or not the address is invited."""
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
+        await invitations.ask_again(session, platform.settings, body.email)
+    return {"message": invitations.RESEND_ANSWER}

@@ -144,3 +144,42 @@ class StaffRole(Base):
         ForeignKey("partners.id", ondelete="CASCADE"), index=True, default=None
     )
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Invitation(Base):
+    """A registration link mailed to the buyer of a car (ACC-2); single-use and expiring (ACC-4).
+
+    Only the SHA-256 hash of the token is kept. A resend makes a new row and marks this one replaced, so
+    the older link stops working.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id", ondelete="CASCADE"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    # The buyer's country (for the partner list and the new ID) and the language of the mail and the ID.
+    country: Mapped[str] = mapped_column(String(2))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    replaced_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+
+
+class InvitationRequest(Base):
+    """A person asked for their registration mail again (ACC-4); counted per address for the rate limit,
+    whether or not the address is invited, so the limit tells nobody anything."""
+
+    __tablename__ = "invitation_requests"
+    __table_args__ = (Index("ix_invitation_requests_email_at", "email", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

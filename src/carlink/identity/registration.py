@@ -1,5 +1,216 @@
-"""Placeholder: the router is filled in by the people issue's work."""
+"""The registration pages: from the dealer's invitation (/register/{token}), asking for the mail again
+(/register/resend) and self-registration where the country allows it (/register) — ACC-2, ACC-3, ACC-4.
 
-from fastapi import APIRouter
+A successful registration signs the person in and shows their car. A link that was used, replaced or has
+run out answers 410 with the form to ask for a new one.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.errors import CarlinkError
+from carlink.identity import invitations
+from carlink.identity import service as identity
+from carlink.identity.access import platform_of
+from carlink.identity.models import Account
+from carlink.identity.oidc import set_session_cookie
+from carlink.partners import service as partners
+from carlink.partners.models import Partner
+from carlink.store.portal import current_caller, form_number, form_status, render, see_other
+
+router = APIRouter(include_in_schema=False)
+HOME = "/vehicles"
+
+
+def _choices(
+    display_name: str, password: str, password_again: str, partner_id: str, policy: str, consent: str
+) -> invitations.Choices:
+    return invitations.Choices(
+        display_name=display_name,
+        password=password,
+        password_again=password_again,
+        partner_id=form_number(partner_id),
+        policy_accepted=bool(policy),
+        consent=bool(consent),
+    )
+
+
+def _signed_in(account: Account, token: str, target: str, request: Request) -> Response:
+    response = see_other(target)
+    set_session_cookie(response, token, platform_of(request).settings)
+    return response
+
+
+# --- asking for the mail again (ACC-4) ---------------------------------------------------------------------
+
+
+def _resend_page(request: Request, *, status: int = 200, **context: Any) -> HTMLResponse:
+    return render(request, "register/resend.html", None, status=status, section="", **context)
+
+
+@router.get("/register/resend", response_model=None)
+async def resend_form(request: Request) -> Response:
+    return _resend_page(request)
+
+
+@router.post("/register/resend", response_model=None)
+async def resend(request: Request, email: str = Form("")) -> Response:
+    platform = platform_of(request)
+    try:
+        async with platform.db.transaction() as session:
+            await invitations.ask_again(session, platform.settings, email)
+    except CarlinkError as error:
+        response = _resend_page(request, status=form_status(error), error=error.message, email=email)
+        response.headers.update(error.headers)
+        return response
+    return _resend_page(request, notice=invitations.RESEND_ANSWER)
+
+
+# --- self-registration (ACC-3) -----------------------------------------------------------------------------
+
+
+async def _self_page(
+    request: Request, session: AsyncSession, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    settings = platform_of(request).settings
+    groups: list[tuple[str, list[Partner]]] = [
+        (code, await partners.partners_in(session, code)) for code in settings.self_registration_countries
+    ]
+    return render(
+        request,
+        "register/self.html",
+        None,
+        status=status,
+        section="",
+        countries=settings.self_registration_countries,
+        partner_groups=[(code, found) for code, found in groups if found],
+        entered=context.pop("entered", {}),
+        **context,
+    )
+
+
+@router.get("/register", response_model=None)
+async def self_form(request: Request) -> Response:
+    async with platform_of(request).db.transaction() as session:
+        if await current_caller(request, session) is not None:
+            return see_other(HOME)
+        return await _self_page(request, session)
+
+
+@router.post("/register", response_model=None)
+async def self_register(
+    request: Request,
+    email: str = Form(""),
+    country: str = Form(""),
+    display_name: str = Form(""),
+    password: str = Form(""),
+    password_again: str = Form(""),
+    partner_id: str = Form(""),
+    policy: str = Form(""),
+    consent: str = Form(""),
+) -> Response:
+    platform = platform_of(request)
+    choices = _choices(display_name, password, password_again, partner_id, policy, consent)
+    async with platform.db.transaction() as session:
+        try:
+            account = await invitations.register_self(
+                session, platform.settings, email=email, country=country, choices=choices
+            )
+        except CarlinkError as error:
+            entered = {
+                "email": email,
+                "country": country,
+                "display_name": display_name,
+                "partner_id": choices.partner_id,
+                "consent": choices.consent,
+            }
+            return await _self_page(
+                request, session, status=form_status(error), error=error.message, entered=entered
+            )
+        token, _ = await identity.start_web_session(session, account)
+    return _signed_in(account, token, HOME, request)
+
+
+# --- registering from the invitation (ACC-2, ACC-3) --------------------------------------------------------
+
+
+def _gone_page(request: Request, error: CarlinkError) -> HTMLResponse:
+    """REQ: ACC-4 — a used, replaced or expired link: say so, and offer to send a new one."""
+    return render(
+        request,
+        "register/gone.html",
+        None,
+        status=error.status,
+        section="",
+        message=error.message,
+        code=error.code,
+    )
+
+
+async def _invitation_page(
+    request: Request, session: AsyncSession, token: str, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    welcome = await invitations.open_invitation(session, token)
+    return render(
+        request,
+        "register/invitation.html",
+        None,
+        status=status,
+        section="",
+        welcome=welcome,
+        token=token,
+        vehicle_name=invitations.vehicle_name(welcome.vehicle),
+        entered=context.pop(
+            "entered", {"partner_id": welcome.dealer.id, "display_name": welcome.sale.buyer_name}
+        ),
+        **context,
+    )
+
+
+@router.get("/register/{token}", response_model=None)
+async def invitation_form(request: Request, token: str) -> Response:
+    async with platform_of(request).db.transaction() as session:
+        try:
+            return await _invitation_page(request, session, token)
+        except CarlinkError as error:
+            return _gone_page(request, error)
+
+
+@router.post("/register/{token}", response_model=None)
+async def accept(
+    request: Request,
+    token: str,
+    display_name: str = Form(""),
+    password: str = Form(""),
+    password_again: str = Form(""),
+    partner_id: str = Form(""),
+    policy: str = Form(""),
+    consent: str = Form(""),
+) -> Response:
+    choices = _choices(display_name, password, password_again, partner_id, policy, consent)
+    async with platform_of(request).db.transaction() as session:
+        try:
+            account, vehicle = await invitations.accept(session, token, choices)
+        except invitations.InvitationGone as error:
+            return _gone_page(request, error)
+        except CarlinkError as error:
+            if error.status == 404:
+                return _gone_page(request, error)
+            entered = {
+                "display_name": display_name,
+                "partner_id": choices.partner_id,
+                "consent": choices.consent,
+            }
+            try:
+                return await _invitation_page(
+                    request, session, token, status=form_status(error), error=error.message, entered=entered
+                )
+            except CarlinkError as gone:
+                return _gone_page(request, gone)
+        web_token, _ = await identity.start_web_session(session, account)
+    return _signed_in(account, web_token, f"/vehicles/{vehicle.vin}", request)

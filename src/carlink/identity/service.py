@@ -9,14 +9,21 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
 from carlink.identity.captcha import LIFETIME as CAPTCHA_LIFETIME
 from carlink.identity.captcha import check_captcha, token_nonce
-from carlink.identity.models import Account, LoginFailure, SpentCaptcha, StaffRole, WebSession
+from carlink.identity.models import (
+    Account,
+    LoginFailure,
+    RefreshToken,
+    SpentCaptcha,
+    StaffRole,
+    WebSession,
+)
 from carlink.settings import Settings
 
 _hasher = PasswordHasher()
@@ -98,15 +105,22 @@ async def register(
     session: AsyncSession, settings: Settings, *, email: str, password: str, country: str, display_name: str
 ) -> Account:
     """Self-registration, only in countries configured for it (ACC-3); elsewhere a dealer invites."""
+    country = check_self_registration(settings, country)
+    await check_email_free(session, email)
+    return await create_account(
+        session, email=email, password=password, country=country, display_name=display_name
+    )
+
+
+def check_self_registration(settings: Settings, country: str) -> str:
+    """The country, if people there may register without an invitation (ACC-3)."""
     country = country.strip().upper()
     if country not in settings.self_registration_countries:
         raise Forbidden(
             "in this country an ID is created from your dealer's invitation; ask your dealer to send it",
             code="self_registration_unavailable",
         )
-    return await create_account(
-        session, email=email, password=password, country=country, display_name=display_name
-    )
+    return country
 
 
 async def authenticate(
@@ -264,3 +278,63 @@ async def grant_staff_role(
     found.partner_id = partner_id
     await session.flush()
     return found
+
+
+# --- the end of an ID (ACC-5) -------------------------------------------------------------------------------
+
+
+async def check_email_free(session: AsyncSession, email: str) -> None:
+    """A new ID needs an address no ID uses; a deleted ID keeps its address until its erasure request is
+    completed (ACC-5, PRV-5), and the person is told so."""
+    email = normalise_email(email)
+    found = await session.scalar(select(Account).where(Account.email == email))
+    if found is None:
+        return
+    if found.deleted_at is not None:
+        raise Conflict(
+            "the ID of this email address was deleted; its data is kept until the erasure request you can "
+            "ask for is completed, and only then can the address register again",
+            code="id_deleted",
+        )
+    raise Conflict("an ID with this email address exists already; sign in instead", code="email_taken")
+
+
+async def end_online_access(session: AsyncSession, account: Account, *, password: str) -> None:
+    """REQ: ACC-5 — the ID is marked deleted and every way in ends now: browsers are signed out and the
+    apps' refresh tokens revoked. The master data stays (the row is kept) under the retention policy."""
+    if not verify_secret(account.password_hash, password):
+        raise Unauthorised("the password is not right", code="invalid_credentials")
+    now = utcnow()
+    account.deleted_at = now
+    await session.execute(delete(WebSession).where(WebSession.account_id == account.id))
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.account_id == account.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.flush()
+
+
+async def delete_id(session: AsyncSession, account: Account, *, password: str) -> None:
+    """REQ: ACC-5 — Delete my ID: online access ends at once, running services stop (no subscription
+    renews), the service settings are reset, the person leaves every car, and a mail confirms it. Full
+    erasure is a separate, tracked request (PRV-5).
+
+    The other domains build on identity, so they are imported here rather than at the top."""
+    from carlink.garage import service as garage
+    from carlink.incar import service as incar
+    from carlink.notify import service as notify
+    from carlink.store import contracts
+
+    await end_online_access(session, account, password=password)
+    await contracts.stop_renewals_of(session, account)
+    await incar.reset_for_account(session, account.id)
+    await garage.leave_all_vehicles(session, account)
+    await notify.send_email(
+        session,
+        to=account.email,
+        language=account.locale,
+        template="account_deleted",
+        context={"name": account.display_name or account.email, "email": account.email},
+        dedupe_key=f"account-{account.id}-deleted",
+    )

@@ -17,19 +17,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 TEMPLATES = Path(__file__).parent / "templates"
 LANGUAGES = ("en", "de", "ja")
 DEFAULT_LANGUAGE = "en"
-# Every mail carlink sends; each has a template in every language of LANGUAGES.
+# Every mail carlink sends: the English templates name them; tests/unit/test_emails.py checks that each
+# has a template in every language of LANGUAGES.
 TEMPLATE_NAMES = frozenset(
-    {
-        "order_confirmation",
-        "withdrawal_confirmation",
-        "subscription_renewed",
-        "subscription_cancelled",
-        "renewal_failed",
-        "contract_expired",
-        "data_package_expired",
-        "order_refunded",
-        "order_cancelled",
-    }
+    path.stem for path in (TEMPLATES / DEFAULT_LANGUAGE).glob("*.txt") if not path.stem.startswith("_")
 )
 SUBJECT_PREFIX = "Subject: "
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink.db.base import utcnow
+from carlink.errors import NotFound
 from carlink.notify.emails import render
 from carlink.notify.models import Notification, OutboxEmail
 
@@ -75,3 +77,48 @@ async def notify(
     session.add(row)
     await session.flush()
     return row
+
+
+# --- the notification centre (ACC-8) ------------------------------------------------------------------------
+
+PAGE_SIZE = 200
+
+
+async def notifications_of(
+    session: AsyncSession, account_id: int, *, unread_only: bool = False, limit: int = PAGE_SIZE
+) -> list[Notification]:
+    """Newest first."""
+    query = select(Notification).where(Notification.account_id == account_id)
+    if unread_only:
+        query = query.where(Notification.read_at.is_(None))
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def unread_count(session: AsyncSession, account_id: int) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.account_id == account_id, Notification.read_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def mark_read(session: AsyncSession, account_id: int, notification_id: int) -> Notification:
+    found = await session.get(Notification, notification_id) if 0 < notification_id < 2**31 else None
+    if found is None or found.account_id != account_id:
+        raise NotFound("no such notification", code="notification_not_found")
+    if found.read_at is None:
+        found.read_at = utcnow()
+        await session.flush()
+    return found
+
+
+async def mark_all_read(session: AsyncSession, account_id: int) -> int:
+    """One UPDATE, however many there are; answers how many were unread."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.account_id == account_id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

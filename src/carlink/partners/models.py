@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carlink.db.base import Base, utcnow
@@ -85,3 +85,87 @@ class Sale(Base):
         ForeignKey("accounts.id", ondelete="SET NULL"), default=None
     )
     sold_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- after-sales: service booking (PAR-2) and recalls (PAR-3) -----------------------------------------------
+
+
+class ServiceSlot(Base):
+    """A time a partner's workshop can take a car (PAR-2); taken when `appointment_id` is set.
+
+    Booking locks the row and sets `appointment_id` with a conditional UPDATE (``WHERE appointment_id IS
+    NULL``), so of two people who click the same slot at once exactly one wins (partners.booking).
+    """
+
+    __tablename__ = "service_slots"
+    __table_args__ = (UniqueConstraint("partner_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[dt.datetime] = mapped_column(index=True)  # UTC; the page shows the partner's local time
+    minutes: Mapped[int] = mapped_column(default=60)
+    # Not a foreign key: appointments point at their slot, and the two would make a cycle.
+    appointment_id: Mapped[int | None] = mapped_column(default=None, unique=True)
+
+
+class Appointment(Base):
+    """A booked visit of a car at a partner (PAR-2), for service or to remedy a recall (PAR-3)."""
+
+    __tablename__ = "appointments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("service_slots.id", ondelete="CASCADE"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None
+    )
+    kind: Mapped[str] = mapped_column(String(10), default="service")  # service | recall
+    recall_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recall_campaigns.id", ondelete="SET NULL"), default=None
+    )
+    note: Mapped[str] = mapped_column(String(500), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    state: Mapped[str] = mapped_column(String(10), default="booked")  # booked -> cancelled
+    booked_by: Mapped[str] = mapped_column(String(10), default="customer")  # customer | dealer
+    starts_at: Mapped[dt.datetime]  # a copy of the slot's time, kept when the slot is freed
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class RecallCampaign(Base):
+    """A recall (PAR-3): which cars it affects (model keys and years, or a list of VINs) and its texts."""
+
+    __tablename__ = "recall_campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    # Titles and descriptions per language: {"en": "...", "de": "...", "ja": "..."}.
+    titles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    descriptions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    remedy: Mapped[str] = mapped_column(Text, default="")
+    model_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    year_from: Mapped[int | None] = mapped_column(default=None)
+    year_to: Mapped[int | None] = mapped_column(default=None)
+    vins: Mapped[list[str]] = mapped_column(JSON, default=list)  # instead of models and years
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class RecallVehicle(Base):
+    """A car a recall affects and how far its remedy is: open -> booked -> done (PAR-3)."""
+
+    __tablename__ = "recall_vehicles"
+    __table_args__ = (UniqueConstraint("campaign_id", "vehicle_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("recall_campaigns.id", ondelete="CASCADE"), index=True
+    )
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(8), default="open")
+    done_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    done_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), default=None)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -164,3 +164,86 @@ TELEMETRY_KEYS = frozenset(
         "hotspot",
     }
 )
+
+
+# --- in-car ID login (VEH-7, VEH-8; docs/protocol.md "In-car ID login") ------------------------------------
+
+IdLoginAction = Literal["login", "resume", "logout", "save", "timer"]
+IdLoginRole = Literal["main", "secondary", "visitor"]
+ServiceName = Annotated[str, Field(min_length=1, max_length=80)]
+MAX_FAVOURITES = 50
+MAX_RADIO_STATIONS = 30
+MAX_WEATHER_PLACES = 10
+
+
+class IdProfile(BaseModel):
+    """Seat, mirror and steering positions (0-100, the car's scale) and climate of one ID; null = default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seat_position: int | None = Field(default=None, ge=0, le=100)
+    mirror_position: int | None = Field(default=None, ge=0, le=100)
+    steering_position: int | None = Field(default=None, ge=0, le=100)
+    climate_temperature_c: float | None = Field(default=None, ge=15.0, le=30.0)
+    climate_mode: Literal["auto", "eco", "comfort", "max"] | None = None
+
+
+class IdServiceSettings(BaseModel):
+    """Service settings that live in the account and follow the ID into any car (VEH-7).
+
+    In a `save` request a list left out (null) stays as it is; a reply always carries all three.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    favourites: list[ServiceName] | None = Field(default=None, max_length=MAX_FAVOURITES)
+    radio_stations: list[ServiceName] | None = Field(default=None, max_length=MAX_RADIO_STATIONS)
+    weather_places: list[ServiceName] | None = Field(default=None, max_length=MAX_WEATHER_PLACES)
+
+
+class IdLoginRequest(Message):
+    """Car -> cloud on up/idlogin: log in, resume with the key's token, save, ask for a timer, log out.
+
+    Secrets (password, security code, token) are never logged by either side.
+    """
+
+    id: str = Field(min_length=8, max_length=64)
+    action: IdLoginAction
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    password: str | None = Field(default=None, min_length=1, max_length=256, repr=False)
+    security_code: str | None = Field(default=None, pattern=r"^[0-9]{4}$", repr=False)
+    token: str | None = Field(default=None, min_length=16, max_length=128, repr=False)
+    profile: IdProfile | None = None
+    services: IdServiceSettings | None = None
+    at: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_action(self) -> IdLoginRequest:
+        if self.action == "login":
+            if self.email is None or self.password is None or self.token is not None:
+                raise ValueError("login carries email and password, and no token")
+        elif self.token is None or self.email is not None or self.password is not None:
+            raise ValueError(f"{self.action} carries the login token, and no email or password")
+        if self.action != "save" and (self.profile is not None or self.services is not None):
+            raise ValueError("only save carries profile or services")
+        if self.action != "login" and self.security_code is not None:
+            raise ValueError("only login carries a security code")
+        return self
+
+
+class IdLoginReply(Message):
+    """Cloud -> car on down/idlogin: the answer to an IdLoginRequest with the same id.
+
+    On a successful login or resume it carries the role, the token to keep with the key (login only),
+    the ID's profile and its full service settings.
+    """
+
+    request_id: str = Field(min_length=8, max_length=64)
+    action: IdLoginAction
+    ok: bool
+    error: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, max_length=300)
+    role: IdLoginRole | None = None
+    email: str | None = Field(default=None, max_length=254)
+    token: str | None = Field(default=None, min_length=16, max_length=128, repr=False)
+    profile: IdProfile | None = None
+    services: IdServiceSettings | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)

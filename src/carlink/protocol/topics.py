@@ -11,9 +11,12 @@ UP_TELEMETRY = "telemetry"
 UP_CONNECTION = "connection"
 UP_REQUEST = "request"
 UP_ENTITLEMENTS = "entitlements"
+# In-car ID login (VEH-7, VEH-8): the car asks on up/idlogin, the cloud answers on down/idlogin.
+UP_ID_LOGIN = "idlogin"
 DOWN_COMMAND = "command"
 DOWN_REPLY = "reply"
 DOWN_ENTITLEMENTS = "entitlements"
+DOWN_ID_LOGIN = "idlogin"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One simulated car: connects with its own broker account, verifies and executes signed commands, holds
 the signed entitlements the cloud publishes, reports telemetry and connection state, and lets a test or the
 demo act in the car (pairing code, privacy mode, remote-access authorisation, data connection, hotspot
-sharing, restart)."""
+sharing, restart, ID login with the car's keys)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from carlink.protocol.messages import (
     CommandType,
     Connection,
     EntitlementReport,
+    IdLoginReply,
+    IdLoginRequest,
     Network,
     RefusalReason,
     Reply,
@@ -38,6 +40,7 @@ from carlink.protocol.messages import (
 from carlink.protocol.signing import load_public_key, verify_command
 from carlink.protocol.transport import BrokerAddress, make_client
 from carlink.sim.entitlements import CarEntitlements
+from carlink.sim.idlogin import GUEST_NO_TIMERS, GUEST_NOT_SAVED, IdLoginUnit, Occupant
 from carlink.sim.state import CarState
 
 log = logging.getLogger("carlink.sim")
@@ -85,6 +88,10 @@ class SimulatedCar:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._replies: dict[str, asyncio.Future[Reply]] = {}
+        # In-car ID login (VEH-7, VEH-8): who drives, what each key remembers; requests sent, for tests.
+        self.id_login = IdLoginUnit()
+        self.id_login_requests: list[IdLoginRequest] = []
+        self._id_replies: dict[str, asyncio.Future[IdLoginReply]] = {}
         self._stopping = False
 
     # --- life cycle --------------------------------------------------------------------------------------
@@ -191,7 +198,7 @@ class SimulatedCar:
     async def _publish(
         self,
         kind: str,
-        message: Ack | Telemetry | Connection | Request | EntitlementReport,
+        message: Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest,
         *,
         retain: bool = False,
     ) -> None:
@@ -225,6 +232,12 @@ class SimulatedCar:
                 future = self._replies.pop(reply.request_id, None)
                 if future is not None and not future.done():
                     future.set_result(reply)
+        elif topic == self.topics.down(self.vin, kinds.DOWN_ID_LOGIN):
+            with contextlib.suppress(ValueError, ValidationError):
+                answer = IdLoginReply.model_validate_json(bytes(payload))
+                waiting = self._id_replies.pop(answer.request_id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(answer)
         elif topic == self.topics.down(self.vin, kinds.DOWN_ENTITLEMENTS):
             await self._after_entitlements(self.entitlements.receive(bytes(payload), self.now()))
 
@@ -388,6 +401,106 @@ class SimulatedCar:
             await self.start()
         else:
             await self.stop()
+
+    # --- in-car ID login (VEH-7, VEH-8) ------------------------------------------------------------------
+
+    async def _ask_id_login(self, request: IdLoginRequest, timeout: float) -> IdLoginReply:
+        future: asyncio.Future[IdLoginReply] = asyncio.get_running_loop().create_future()
+        self._id_replies[request.id] = future
+        self.id_login_requests.append(request)
+        try:
+            await self._publish(kinds.UP_ID_LOGIN, request)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._id_replies.pop(request.id, None)
+
+    def _local_refusal(self, action: str, code: str, message: str) -> IdLoginReply:
+        """An answer the car gives itself, without asking the cloud (guest mode)."""
+        return IdLoginReply.model_validate(
+            {"request_id": uuid.uuid4().hex, "action": action, "ok": False, "error": code, "message": message}
+        )
+
+    async def start_with_key(self, key: str, timeout: float = 10.0) -> Occupant:
+        """The car starts with `key`: the ID it remembers is resumed from the cloud (current profile and
+        service settings); a guest's key, or a login the cloud has ended, gives guest mode."""
+        token = self.id_login.insert_key(key)
+        if token is not None:
+            reply = await self._ask_id_login(
+                IdLoginRequest(id=uuid.uuid4().hex, action="resume", token=token, at=self.now()), timeout
+            )
+            if reply.ok:
+                self.id_login.logged_in(reply)
+            else:
+                self.id_login.login_ended(reply.message)
+        return self.id_login.occupant
+
+    async def log_in_id(
+        self, email: str, password: str, security_code: str | None = None, timeout: float = 10.0
+    ) -> IdLoginReply:
+        """A person types their ID (and, if they are not a user of the car, its security code)."""
+        reply = await self._ask_id_login(
+            IdLoginRequest(
+                id=uuid.uuid4().hex,
+                action="login",
+                email=email,
+                password=password,
+                security_code=security_code,
+                at=self.now(),
+            ),
+            timeout,
+        )
+        if reply.ok:
+            self.id_login.logged_in(reply)
+        return reply
+
+    async def adjust_cabin(self, timeout: float = 10.0, **values: Any) -> IdLoginReply | None:
+        """Seat, mirror, steering or climate set in the car; kept for a logged-in ID, not for a guest."""
+        changed = self.id_login.adjust_cabin(**values)
+        token = self.id_login.occupant.token
+        if token is None:
+            return None  # REQ: VEH-7 — guest mode: nothing is sent to or kept in the cloud
+        return await self._save(token, {"profile": changed}, timeout)
+
+    async def change_service_settings(self, timeout: float = 10.0, **lists: list[str]) -> IdLoginReply:
+        """Favourites, radio stations or weather places changed in the car (each list given in full)."""
+        token = self.id_login.occupant.token
+        if token is None:
+            return self._local_refusal(
+                "save", GUEST_NOT_SAVED, "Personal services need an ID: log in to keep favourites."
+            )
+        changed = self.id_login.change_services(**lists)
+        return await self._save(token, {"services": changed}, timeout)
+
+    async def _save(self, token: str, fields: dict[str, Any], timeout: float) -> IdLoginReply:
+        request = IdLoginRequest.model_validate(
+            {"id": uuid.uuid4().hex, "action": "save", "token": token, "at": self.now(), **fields}
+        )
+        reply = await self._ask_id_login(request, timeout)
+        if reply.ok:
+            self.id_login.logged_in(reply)
+        elif reply.error == "login_ended":
+            self.id_login.login_ended(reply.message)
+        return reply
+
+    async def request_timer(self, timeout: float = 10.0) -> IdLoginReply:
+        """A person sets a departure or climate timer in the car; the cloud decides for an ID (VEH-8)."""
+        token = self.id_login.occupant.token
+        if token is None:
+            return self._local_refusal("timer", GUEST_NO_TIMERS, "Timers need an ID: log in to set a timer.")
+        request = IdLoginRequest(id=uuid.uuid4().hex, action="timer", token=token, at=self.now())
+        reply = await self._ask_id_login(request, timeout)
+        if not reply.ok and reply.error == "login_ended":
+            self.id_login.login_ended(reply.message)
+        return reply
+
+    async def log_out_id(self, timeout: float = 10.0) -> IdLoginReply | None:
+        """Logging out in the car ends the car's login; the key is a guest's from now on."""
+        token = self.id_login.occupant.token
+        self.id_login.logged_out()
+        if token is None:
+            return None
+        request = IdLoginRequest(id=uuid.uuid4().hex, action="logout", token=token, at=self.now())
+        return await self._ask_id_login(request, timeout)
 
 
 def _touched(kind: CommandType) -> frozenset[str]:

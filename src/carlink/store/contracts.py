@@ -217,6 +217,7 @@ async def refund_order(platform: Platform, order_id: int, charge: ChargeResult, 
                 },
                 dedupe_key=f"order-{order.id}-refunded",
                 account_id=buyer.id,
+                link=f"/orders/{order.id}",
             )
         return order
 
@@ -344,6 +345,7 @@ async def withdraw(platform: Platform, account: Account, contract_id: int) -> Co
             },
             dedupe_key=f"contract-{contract.id}-withdrawn",
             account_id=account.id,
+            link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
         )
         await entitlements.bump(session, contract.vehicle_id)
     await entitlements.publish(platform, contract.vehicle_id)
@@ -381,6 +383,7 @@ async def cancel(platform: Platform, account: Account, contract_id: int) -> Cont
             },
             dedupe_key=f"contract-{contract.id}-cancelled",
             account_id=account.id,
+            link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
         )
         return contract
 
@@ -565,6 +568,7 @@ async def _mail_owner(
         context=context,
         dedupe_key=f"contract-{contract.id}-{event}",
         account_id=owner.id,
+        link=f"/vehicles/{vehicle.vin}/services",
     )
 
 
@@ -609,4 +613,42 @@ async def _mail_confirmation(
         },
         dedupe_key=f"order-{order.id}-confirmation",
         account_id=buyer.id,
+        link=f"/orders/{order.id}",
     )
+
+
+# --- a deleted ID (ACC-5) ----------------------------------------------------------------------------------
+
+
+async def stop_renewals_of(session: AsyncSession, account: Account) -> list[Contract]:
+    """REQ: ACC-5, STO-11 — running services stop: every subscription of the cars whose main user this
+    person is stops renewing, as if cancelled (each runs to the end of the period already paid and stays
+    with the car, STO-9). Call it before the person leaves the cars."""
+    vehicle_ids = await garage.main_user_vehicle_ids(session, {account.id})
+    stopped = []
+    language = _language(account)
+    for vehicle_id in sorted(vehicle_ids):
+        for contract in await renewing_subscriptions(session, vehicle_id):
+            require_contract_move(contract.state, ContractState.CANCELLED)
+            contract.state, contract.auto_renew, contract.cancelled_at = (
+                ContractState.CANCELLED.value,
+                False,
+                utcnow(),
+            )
+            await notify.send_email(
+                session,
+                to=account.email,
+                language=language,
+                template="subscription_cancelled",
+                context={
+                    "name": _name(account),
+                    "service_name": contract.service_name,
+                    "vin": await _vin(session, contract.vehicle_id),
+                    "until": _date(contract.ends_at, language),
+                },
+                dedupe_key=f"contract-{contract.id}-cancelled",
+                account_id=account.id,
+                link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
+            )
+            stopped.append(contract)
+    return stopped

@@ -25,8 +25,9 @@ from carlink.catalog.money import SUPPORTED_LOCALES, format_money
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Unauthorised, vehicle_not_found
 from carlink.garage import service as garage
+from carlink.identity import service as identity
 from carlink.identity.access import Caller, check_csrf, cookie_caller
-from carlink.identity.models import Account
+from carlink.identity.models import Account, StaffRole
 from carlink.store import service
 from carlink.store.payments import CardInput
 from carlink.web.templating import page
@@ -92,6 +93,20 @@ async def form_caller(request: Request, session: AsyncSession, csrf_token: str) 
         raise Unauthorised("your session has ended; sign in again", code="unauthorised")
     check_csrf(caller, csrf_token)
     return caller
+
+
+async def staff_caller(
+    request: Request, session: AsyncSession, role: str, csrf_token: str | None = None
+) -> tuple[Caller, StaffRole] | None:
+    """The staff member at a console page: None when nobody is signed in (the page then goes to sign-in),
+    403 `staff_only` without the role; a form (`csrf_token` given) must carry the session's token."""
+    if csrf_token is None:
+        caller = await current_caller(request, session)
+        if caller is None:
+            return None
+    else:
+        caller = await form_caller(request, session, csrf_token)
+    return caller, await identity.require_staff(session, caller.account, role)
 
 
 def to_signin(request: Request) -> RedirectResponse:

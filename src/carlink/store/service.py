@@ -25,6 +25,7 @@ from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
+from carlink.partners import availability
 from carlink.platform import Platform
 from carlink.store.cards import check_accepted, clean_number, detect_brand
 from carlink.store.models import BillingAddress, Cart, CartLine, Contract, Order, PaymentMethod
@@ -59,6 +60,7 @@ class Storefront:
 async def storefront(session: AsyncSession, account: Account, vin: str) -> Storefront:
     """REQ: STO-1, STO-2 — the services that fit this car in its country, and the car's contracts."""
     entry = await garage.garage_entry(session, account, vin)
+    await availability.require_store_open(session, entry.vehicle.country, account.country)  # CON-6
     services = await catalog.services_for(
         session,
         country=entry.vehicle.country,
@@ -205,6 +207,7 @@ async def add_to_cart(
     session: AsyncSession, account: Account, vin: str, offer_id: int, *, auto_renew: bool = False
 ) -> CartView:
     entry = await buyer_entry(session, account, vin)
+    await availability.require_store_open(session, entry.vehicle.country, account.country)  # CON-6
     offer, service = await check_offer(
         session, entry, await catalog.offer(session, offer_id) if 0 < offer_id <= MAX_ID else None
     )

@@ -59,6 +59,9 @@ COMMAND_LABELS = {
 LABELS_BY_TYPE = {kind.value: text for kind, text in COMMAND_LABELS.items()}
 ERROR_TITLES = {404: "Not found", 403: "Not allowed", 423: "Locked for now", 429: "Please wait a moment"}
 ACCOUNT_NOTICES = {"password": "Your password is changed.", "pin": "Your security PIN is set."}
+DELETED_NOTICE = (
+    "Your ID is deleted. You are signed out everywhere, and we have sent you a confirmation by email."
+)
 
 
 def error_page(request: Request, error: CarlinkError) -> HTMLResponse:
@@ -246,7 +249,18 @@ async def vehicles(request: Request) -> Response:
         if caller is None:
             return _to_signin(request)
         entries = await garage.garage(session, caller.account)
-    return _render(request, "vehicles.html", caller, section="vehicles", entries=entries)
+        dealer = await identity.staff_role(session, caller.account, identity.DEALER)
+        operator = await identity.staff_role(session, caller.account, identity.OPERATOR)
+    return _render(
+        request,
+        "vehicles.html",
+        caller,
+        section="vehicles",
+        entries=entries,
+        is_dealer=dealer is not None,
+        is_operator=operator is not None,
+        done=request.query_params.get("done", ""),
+    )
 
 
 @router.get("/vehicles/{vin}", response_model=None)
@@ -405,3 +419,30 @@ async def set_pin(
         except CarlinkError as error:
             return _account_page(request, caller, status=_form_status(error), pin_error=error.message)
     return RedirectResponse("/account?done=pin", status_code=303)
+
+
+# --- the end of an ID (ACC-5) and removing a car from the profile (ACC-6) ----------------------------------
+
+
+@router.post("/account/delete", response_model=None)
+async def delete_id(request: Request, password: str = Form(""), csrf_token: str = Form("")) -> Response:
+    """REQ: ACC-5 — Delete my ID, confirmed with the password; the browser is signed out at once."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await _signed_in(request, session, csrf_token)
+        try:
+            await identity.delete_id(session, caller.account, password=password)
+        except CarlinkError as error:
+            return _account_page(request, caller, status=_form_status(error), delete_error=error.message)
+    response = _render(request, "message.html", None, title="Your ID is deleted", message=DELETED_NOTICE)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/vehicles/{vin}/remove", response_model=None)
+async def remove_vehicle(request: Request, vin: str, csrf_token: str = Form("")) -> Response:
+    """REQ: ACC-6 — the car leaves the profile (for the main user: with its secondary users); the ID stays."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await _signed_in(request, session, csrf_token)
+        entry = await _entry(session, caller, vin)
+        await garage.leave_vehicle(session, entry)
+    return RedirectResponse(f"{HOME}?done=removed", status_code=303)

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 22:13:21.972742
+Create Date: 2026-11-25 22:20:11.176679
 """
 
 from collections.abc import Sequence
@@ -31,6 +31,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code", name=op.f("pk_countries")),
     )
     op.create_table(
+        "invitation_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitation_requests")),
+    )
+    with op.batch_alter_table("invitation_requests", schema=None) as batch_op:
+        batch_op.create_index("ix_invitation_requests_email_at", ["email", "at"], unique=False)
+
+    op.create_table(
         "partners",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=16), nullable=False),
@@ -47,6 +57,198 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_partners_country"), ["country"], unique=False)
+
+    op.create_table(
+        "consent_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=True),
+        sa.Column("granted", sa.Boolean(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("recorded_by", sa.Integer(), nullable=True),
+        sa.Column("at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_consent_events_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_consent_events_partner_id_partners"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["recorded_by"],
+            ["accounts.id"],
+            name=op.f("fk_consent_events_recorded_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
+    )
+    with op.batch_alter_table("consent_events", schema=None) as batch_op:
+        batch_op.create_index("ix_consent_events_account_id_at", ["account_id", "at"], unique=False)
+
+    op.create_table(
+        "driver_cards",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("serial", sa.String(length=16), nullable=False),
+        sa.Column("label", sa.String(length=60), nullable=False),
+        sa.Column("registered_by", sa.Integer(), nullable=True),
+        sa.Column("registered_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_driver_cards_partner_id_partners"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["registered_by"],
+            ["accounts.id"],
+            name=op.f("fk_driver_cards_registered_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"],
+            ["vehicles.id"],
+            name=op.f("fk_driver_cards_vehicle_id_vehicles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_driver_cards")),
+    )
+    with op.batch_alter_table("driver_cards", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_driver_cards_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_driver_cards_vehicle_id"), ["vehicle_id"], unique=False)
+        batch_op.create_index(
+            "uq_driver_cards_active_serial",
+            ["serial"],
+            unique=True,
+            sqlite_where=sa.text("revoked_at IS NULL"),
+            postgresql_where=sa.text("revoked_at IS NULL"),
+        )
+
+    op.create_table(
+        "erasure_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=True),
+        sa.Column("requested_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decided_by", sa.Integer(), nullable=True),
+        sa.Column("decided_role", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_erasure_requests_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by"],
+            ["accounts.id"],
+            name=op.f("fk_erasure_requests_decided_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_erasure_requests_partner_id_partners"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_erasure_requests")),
+    )
+    with op.batch_alter_table("erasure_requests", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_erasure_requests_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_erasure_requests_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(
+            "ix_erasure_requests_state_requested_at", ["state", "requested_at"], unique=False
+        )
+
+    op.create_table(
+        "in_car_code_guards",
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("locked_until", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"],
+            ["vehicles.id"],
+            name=op.f("fk_in_car_code_guards_vehicle_id_vehicles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("vehicle_id", name=op.f("pk_in_car_code_guards")),
+    )
+    op.create_table(
+        "in_car_logins",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("role", sa.String(length=10), nullable=False),
+        sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_in_car_logins_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"],
+            ["vehicles.id"],
+            name=op.f("fk_in_car_logins_vehicle_id_vehicles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_in_car_logins")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_in_car_logins_token_hash")),
+        sa.UniqueConstraint("vehicle_id", "account_id", name=op.f("uq_in_car_logins_vehicle_id_account_id")),
+    )
+    with op.batch_alter_table("in_car_logins", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_in_car_logins_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_in_car_logins_vehicle_id"), ["vehicle_id"], unique=False)
+
+    op.create_table(
+        "in_car_profiles",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("seat_position", sa.Integer(), nullable=True),
+        sa.Column("mirror_position", sa.Integer(), nullable=True),
+        sa.Column("steering_position", sa.Integer(), nullable=True),
+        sa.Column("climate_temperature_c", sa.Double(), nullable=True),
+        sa.Column("climate_mode", sa.String(length=8), nullable=True),
+        sa.Column("updated_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_in_car_profiles_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_in_car_profiles")),
+    )
+    op.create_table(
+        "in_car_service_items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("label", sa.String(length=80), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_in_car_service_items_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_in_car_service_items")),
+        sa.UniqueConstraint(
+            "account_id", "kind", "label", name=op.f("uq_in_car_service_items_account_id_kind_label")
+        ),
+    )
+    with op.batch_alter_table("in_car_service_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_in_car_service_items_account_id"), ["account_id"], unique=False)
 
     op.create_table(
         "notifications",
@@ -93,6 +295,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_partner_staff_partner_id"), ["partner_id"], unique=False)
 
     op.create_table(
+        "policy_versions",
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("published_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("published_by", sa.Integer(), nullable=True),
+        sa.Column("texts", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["published_by"],
+            ["accounts.id"],
+            name=op.f("fk_policy_versions_published_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("version", name=op.f("pk_policy_versions")),
+    )
+    op.create_table(
         "preferred_partners",
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("partner_id", sa.Integer(), nullable=False),
@@ -114,6 +330,29 @@ def upgrade() -> None:
     with op.batch_alter_table("preferred_partners", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_preferred_partners_partner_id"), ["partner_id"], unique=False)
 
+    op.create_table(
+        "recall_campaigns",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("code", sa.String(length=24), nullable=False),
+        sa.Column("titles", sa.JSON(), nullable=False),
+        sa.Column("descriptions", sa.JSON(), nullable=False),
+        sa.Column("remedy", sa.Text(), nullable=False),
+        sa.Column("model_keys", sa.JSON(), nullable=False),
+        sa.Column("year_from", sa.Integer(), nullable=True),
+        sa.Column("year_to", sa.Integer(), nullable=True),
+        sa.Column("vins", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["accounts.id"],
+            name=op.f("fk_recall_campaigns_created_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recall_campaigns")),
+        sa.UniqueConstraint("code", name=op.f("uq_recall_campaigns_code")),
+    )
     op.create_table(
         "sales",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -148,6 +387,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_sales_vehicle_id"), ["vehicle_id"], unique=False)
 
     op.create_table(
+        "service_slots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("starts_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("minutes", sa.Integer(), nullable=False),
+        sa.Column("appointment_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_service_slots_partner_id_partners"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_service_slots")),
+        sa.UniqueConstraint("appointment_id", name=op.f("uq_service_slots_appointment_id")),
+        sa.UniqueConstraint("partner_id", "starts_at", name=op.f("uq_service_slots_partner_id_starts_at")),
+    )
+    with op.batch_alter_table("service_slots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_service_slots_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_service_slots_starts_at"), ["starts_at"], unique=False)
+
+    op.create_table(
         "staff_roles",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -173,26 +433,249 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_staff_roles_account_id"), ["account_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_staff_roles_partner_id"), ["partner_id"], unique=False)
 
+    op.create_table(
+        "appointments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("slot_id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("recall_id", sa.Integer(), nullable=True),
+        sa.Column("note", sa.String(length=500), nullable=False),
+        sa.Column("phone", sa.String(length=40), nullable=False),
+        sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("booked_by", sa.String(length=10), nullable=False),
+        sa.Column("starts_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cancelled_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_appointments_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_appointments_partner_id_partners"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["recall_id"],
+            ["recall_campaigns.id"],
+            name=op.f("fk_appointments_recall_id_recall_campaigns"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["slot_id"],
+            ["service_slots.id"],
+            name=op.f("fk_appointments_slot_id_service_slots"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"],
+            ["vehicles.id"],
+            name=op.f("fk_appointments_vehicle_id_vehicles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_appointments")),
+    )
+    with op.batch_alter_table("appointments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_appointments_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_appointments_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_appointments_slot_id"), ["slot_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_appointments_vehicle_id"), ["vehicle_id"], unique=False)
+
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("sale_id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("replaced_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("account_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_invitations_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"],
+            ["partners.id"],
+            name=op.f("fk_invitations_partner_id_partners"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["sale_id"], ["sales.id"], name=op.f("fk_invitations_sale_id_sales"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_invitations_token_hash")),
+    )
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invitations_email"), ["email"], unique=False)
+        batch_op.create_index(batch_op.f("ix_invitations_partner_id"), ["partner_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_invitations_sale_id"), ["sale_id"], unique=False)
+
+    op.create_table(
+        "policy_acceptances",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("accepted_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_policy_acceptances_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["version"],
+            ["policy_versions.version"],
+            name=op.f("fk_policy_acceptances_version_policy_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_acceptances")),
+    )
+    with op.batch_alter_table("policy_acceptances", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_policy_acceptances_account_id_version", ["account_id", "version"], unique=False
+        )
+
+    op.create_table(
+        "privacy_audit",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("actor_role", sa.String(length=16), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("subject_account_id", sa.Integer(), nullable=True),
+        sa.Column("erasure_request_id", sa.Integer(), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["accounts.id"],
+            name=op.f("fk_privacy_audit_actor_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["erasure_request_id"],
+            ["erasure_requests.id"],
+            name=op.f("fk_privacy_audit_erasure_request_id_erasure_requests"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subject_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_privacy_audit_subject_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_privacy_audit")),
+    )
+    with op.batch_alter_table("privacy_audit", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_privacy_audit_at"), ["at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_privacy_audit_subject_account_id"), ["subject_account_id"], unique=False
+        )
+
+    op.create_table(
+        "recall_vehicles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("vehicle_id", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=8), nullable=False),
+        sa.Column("done_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("done_by", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["recall_campaigns.id"],
+            name=op.f("fk_recall_vehicles_campaign_id_recall_campaigns"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["done_by"],
+            ["accounts.id"],
+            name=op.f("fk_recall_vehicles_done_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["vehicle_id"],
+            ["vehicles.id"],
+            name=op.f("fk_recall_vehicles_vehicle_id_vehicles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recall_vehicles")),
+        sa.UniqueConstraint(
+            "campaign_id", "vehicle_id", name=op.f("uq_recall_vehicles_campaign_id_vehicle_id")
+        ),
+    )
+    with op.batch_alter_table("recall_vehicles", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_recall_vehicles_campaign_id"), ["campaign_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_recall_vehicles_vehicle_id"), ["vehicle_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("recall_vehicles", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_recall_vehicles_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_recall_vehicles_campaign_id"))
+
+    op.drop_table("recall_vehicles")
+    with op.batch_alter_table("privacy_audit", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_privacy_audit_subject_account_id"))
+        batch_op.drop_index(batch_op.f("ix_privacy_audit_at"))
+
+    op.drop_table("privacy_audit")
+    with op.batch_alter_table("policy_acceptances", schema=None) as batch_op:
+        batch_op.drop_index("ix_policy_acceptances_account_id_version")
+
+    op.drop_table("policy_acceptances")
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invitations_sale_id"))
+        batch_op.drop_index(batch_op.f("ix_invitations_partner_id"))
+        batch_op.drop_index(batch_op.f("ix_invitations_email"))
+
+    op.drop_table("invitations")
+    with op.batch_alter_table("appointments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_appointments_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_appointments_slot_id"))
+        batch_op.drop_index(batch_op.f("ix_appointments_partner_id"))
+        batch_op.drop_index(batch_op.f("ix_appointments_account_id"))
+
+    op.drop_table("appointments")
     with op.batch_alter_table("staff_roles", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_staff_roles_partner_id"))
         batch_op.drop_index(batch_op.f("ix_staff_roles_account_id"))
 
     op.drop_table("staff_roles")
+    with op.batch_alter_table("service_slots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_slots_starts_at"))
+        batch_op.drop_index(batch_op.f("ix_service_slots_partner_id"))
+
+    op.drop_table("service_slots")
     with op.batch_alter_table("sales", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sales_vehicle_id"))
         batch_op.drop_index(batch_op.f("ix_sales_partner_id"))
         batch_op.drop_index(batch_op.f("ix_sales_buyer_account_id"))
 
     op.drop_table("sales")
+    op.drop_table("recall_campaigns")
     with op.batch_alter_table("preferred_partners", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_preferred_partners_partner_id"))
 
     op.drop_table("preferred_partners")
+    op.drop_table("policy_versions")
     with op.batch_alter_table("partner_staff", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_partner_staff_partner_id"))
 
@@ -201,9 +684,44 @@ def downgrade() -> None:
         batch_op.drop_index("ix_notifications_account_id_created_at")
 
     op.drop_table("notifications")
+    with op.batch_alter_table("in_car_service_items", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_in_car_service_items_account_id"))
+
+    op.drop_table("in_car_service_items")
+    op.drop_table("in_car_profiles")
+    with op.batch_alter_table("in_car_logins", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_in_car_logins_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_in_car_logins_account_id"))
+
+    op.drop_table("in_car_logins")
+    op.drop_table("in_car_code_guards")
+    with op.batch_alter_table("erasure_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_erasure_requests_state_requested_at")
+        batch_op.drop_index(batch_op.f("ix_erasure_requests_partner_id"))
+        batch_op.drop_index(batch_op.f("ix_erasure_requests_account_id"))
+
+    op.drop_table("erasure_requests")
+    with op.batch_alter_table("driver_cards", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_driver_cards_active_serial",
+            sqlite_where=sa.text("revoked_at IS NULL"),
+            postgresql_where=sa.text("revoked_at IS NULL"),
+        )
+        batch_op.drop_index(batch_op.f("ix_driver_cards_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_driver_cards_partner_id"))
+
+    op.drop_table("driver_cards")
+    with op.batch_alter_table("consent_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_consent_events_account_id_at")
+
+    op.drop_table("consent_events")
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_partners_country"))
 
     op.drop_table("partners")
+    with op.batch_alter_table("invitation_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_invitation_requests_email_at")
+
+    op.drop_table("invitation_requests")
     op.drop_table("countries")
     # ### end Alembic commands ###

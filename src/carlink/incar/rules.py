@@ -1,0 +1,133 @@
+"""Pure rules of in-car ID login: roles, what a visitor may do, and the bounds of profiles and settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from carlink.errors import CarlinkError
+
+MAIN = "main"
+SECONDARY = "secondary"
+VISITOR = "visitor"
+ROLES = (MAIN, SECONDARY, VISITOR)
+
+# Service settings that follow the ID into any car with ID login (VEH-7), with their upper bounds.
+FAVOURITES = "favourites"
+RADIO_STATIONS = "radio_stations"
+WEATHER_PLACES = "weather_places"
+SERVICE_LIMITS: dict[str, int] = {FAVOURITES: 50, RADIO_STATIONS: 30, WEATHER_PLACES: 10}
+SERVICE_NAMES: dict[str, str] = {
+    FAVOURITES: "favourite",
+    RADIO_STATIONS: "radio station",
+    WEATHER_PLACES: "weather place",
+}
+LABEL_MAX = 80
+
+# A wrong security code typed in the car by someone who is not a user of it (VEH-8).
+CODE_FAILURES_BEFORE_LOCK = 5
+CODE_LOCK_MINUTES = 60
+
+CLIMATE_MODES = ("auto", "eco", "comfort", "max")
+POSITION_RANGE = (0, 100)
+TEMPERATURE_RANGE = (15.0, 30.0)
+
+
+def may_use_timers(role: str) -> bool:
+    """Scheduled remote services need at least a secondary-user assignment (VEH-8)."""
+    return role in (MAIN, SECONDARY)
+
+
+def code_locked(locked_until: dt.datetime | None, now: dt.datetime) -> bool:
+    return locked_until is not None and locked_until > now
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Seat, mirror and steering positions (0-100, the car's own scale) and climate; None = car default."""
+
+    seat_position: int | None = None
+    mirror_position: int | None = None
+    steering_position: int | None = None
+    climate_temperature_c: float | None = None
+    climate_mode: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _position(values: dict[str, Any], key: str) -> int | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    low, high = POSITION_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CarlinkError(f"{key.replace('_', ' ')} is a whole number {low}-{high}", code="invalid_profile")
+    return value
+
+
+def checked_profile(values: dict[str, Any]) -> Profile:
+    """A profile from a car or a client; unknown keys and values out of range are refused."""
+    unknown = set(values) - set(Profile.__dataclass_fields__)
+    if unknown:
+        raise CarlinkError(f"unknown profile settings: {', '.join(sorted(unknown))}", code="invalid_profile")
+    temperature = values.get("climate_temperature_c")
+    if temperature is not None:
+        low_t, high_t = TEMPERATURE_RANGE
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise CarlinkError("the climate temperature is a number", code="invalid_profile")
+        if not low_t <= temperature <= high_t:
+            raise CarlinkError(f"the climate temperature is {low_t:g}-{high_t:g} °C", code="invalid_profile")
+        temperature = round(float(temperature) * 2) / 2
+    mode = values.get("climate_mode")
+    if mode is not None and mode not in CLIMATE_MODES:
+        raise CarlinkError(f"the climate mode is one of {', '.join(CLIMATE_MODES)}", code="invalid_profile")
+    return Profile(
+        seat_position=_position(values, "seat_position"),
+        mirror_position=_position(values, "mirror_position"),
+        steering_position=_position(values, "steering_position"),
+        climate_temperature_c=temperature,
+        climate_mode=mode,
+    )
+
+
+def checked_label(kind: str, raw: Any) -> str:
+    name = SERVICE_NAMES.get(kind)
+    if name is None:
+        raise CarlinkError(f"unknown service setting {kind!r}", code="invalid_service_settings")
+    if not isinstance(raw, str):
+        raise CarlinkError(f"a {name} is a name", code="invalid_service_settings")
+    label = " ".join(raw.split())
+    if not label:
+        raise CarlinkError(f"enter a name for the {name}", code="invalid_service_settings")
+    if len(label) > LABEL_MAX:
+        raise CarlinkError(f"a {name} has at most {LABEL_MAX} characters", code="invalid_service_settings")
+    return label
+
+
+def checked_service_list(kind: str, raw: Any) -> list[str]:
+    """One kind's full list: names cleaned, duplicates dropped (first wins), at most its limit."""
+    if not isinstance(raw, list):
+        raise CarlinkError(f"{kind.replace('_', ' ')} is a list of names", code="invalid_service_settings")
+    labels: list[str] = []
+    for item in raw:
+        label = checked_label(kind, item)
+        if label.casefold() not in (known.casefold() for known in labels):
+            labels.append(label)
+    limit = SERVICE_LIMITS[kind]
+    if len(labels) > limit:
+        raise CarlinkError(
+            f"at most {limit} {kind.replace('_', ' ')} fit in the car", code="too_many_service_settings"
+        )
+    return labels
+
+
+def checked_service_settings(raw: dict[str, Any]) -> dict[str, list[str]]:
+    """Service settings given in full or in part: each kind named is replaced by its new list."""
+    unknown = set(raw) - set(SERVICE_LIMITS)
+    if unknown:
+        raise CarlinkError(
+            f"unknown service settings: {', '.join(sorted(unknown))}", code="invalid_service_settings"
+        )
+    return {kind: checked_service_list(kind, items) for kind, items in raw.items()}

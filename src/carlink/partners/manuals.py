@@ -1,0 +1,253 @@
+"""Digital owner's manuals (PAR-4): for model year 2018 onwards, written from the model catalogue
+(carlink.protocol.catalogue), so each model's manual says what that model does and no section is written by
+hand per model. Older cars keep their printed manual."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from carlink.protocol.catalogue import (
+    CATALOGUE,
+    DataConnection,
+    Engine,
+    InfotainmentMenu,
+    ModelProfile,
+    PrivacyScope,
+    SymbolPosition,
+    Variant,
+    profile,
+)
+from carlink.protocol.messages import CommandType
+
+FIRST_DIGITAL_YEAR = 2018
+
+_CONNECTIONS = {
+    DataConnection.ESIM: "A built-in eSIM: the car is online by itself, no card to insert.",
+    DataConnection.INSERTED_SIM: "Your own SIM card in the card slot of the infotainment unit.",
+    DataConnection.PHONE_HOTSPOT: "Your phone's hotspot: connect the car to it like any other WiFi network.",
+}
+_MENUS = {
+    InfotainmentMenu.PHONE_OPT: "PHONE > OPT > PHONE settings",
+    InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: "Device manager > Options > Data connection",
+    InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: "Settings > Device manager > Mobile data",
+}
+_SYMBOL = {
+    SymbolPosition.TOP_RIGHT: "at the top right of the infotainment screen",
+    SymbolPosition.BOTTOM_LEFT: "at the bottom left of the infotainment screen",
+}
+_PRIVACY = {
+    PrivacyScope.REMOTE_ACCESS: (
+        "Privacy mode pauses remote access and the car's location: nobody can send the car commands or see "
+        "where it is. Other connected services, such as navigation with live traffic, keep working."
+    ),
+    PrivacyScope.ALL_SERVICES: (
+        "Privacy mode pauses every connected service: the car sends nothing to carlink and accepts no "
+        "remote commands until you switch privacy mode off again."
+    ),
+}
+_COMMANDS = {
+    CommandType.LOCK: "Lock the car",
+    CommandType.UNLOCK: "Unlock the car (asks for your security PIN)",
+    CommandType.HONK_FLASH: "Honk and flash, to find the car in a car park",
+    CommandType.CLIMATE_START: "Start climate control before you set off",
+    CommandType.CLIMATE_STOP: "Stop climate control",
+    CommandType.DIRECT_CHARGING_START: "Start charging at once, ignoring the charging timer",
+    CommandType.DIRECT_CHARGING_STOP: "Stop direct charging",
+    CommandType.CHARGE_TARGET: "Set the charge level the battery charges to",
+}
+_MEASUREMENTS = {
+    "lock": "whether the car is locked",
+    "doors": "doors, windows and lids",
+    "battery": "battery charge",
+    "fuel": "fuel level",
+    "range": "remaining range",
+    "charging": "charging state",
+    "climate": "climate control",
+    "mileage": "mileage",
+    "tyres": "tyre pressures",
+    "parking": "parking position",
+    "location": "the last location",
+    "privacy": "privacy mode",
+    "remote_access": "remote access authorisation",
+    "hotspot": "the in-car WiFi hotspot and its data use",
+}
+_ENGINES = {Engine.BEV: "electric", Engine.PHEV: "plug-in hybrid", Engine.COMBUSTION: "petrol"}
+
+
+@dataclass(frozen=True)
+class ManualSection:
+    anchor: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Manual:
+    model: ModelProfile
+    title: str
+    years: str
+    sections: list[ManualSection]
+
+
+def has_digital_manual(model_year: int) -> bool:
+    """REQ: PAR-4 — digital from model year 2018; older cars keep the printed manual."""
+    return model_year >= FIRST_DIGITAL_YEAR
+
+
+def digital_years(model: ModelProfile) -> tuple[int, int | None] | None:
+    """The model years of this model that have a digital manual; None when it has none."""
+    first, last = model.years
+    if last is not None and last < FIRST_DIGITAL_YEAR:
+        return None
+    return max(first, FIRST_DIGITAL_YEAR), last
+
+
+def models_with_manual() -> list[ModelProfile]:
+    return [model for model in CATALOGUE if digital_years(model) is not None]
+
+
+def manual_for(model_key: str, variant_code: str | None = None, model_year: int | None = None) -> Manual:
+    """The manual of one car (its variant and year), or of a whole model (every variant) without them."""
+    model = profile(model_key)
+    variants = [model.variant(variant_code)] if variant_code else list(model.variants)
+    years = digital_years(model)
+    if model_year is not None:
+        year_text = str(model_year)
+    elif years is not None:
+        year_text = f"{years[0]}–{years[1]}" if years[1] else f"from {years[0]}"
+    else:
+        year_text = ""
+    title = variants[0].name if variant_code else f"{model.line} {model.generation}"
+    return Manual(model, title, year_text, _sections(model, variants))
+
+
+def _sections(model: ModelProfile, variants: list[Variant]) -> list[ManualSection]:
+    return [
+        _about(model, variants),
+        _data_connection(model),
+        _roaming(model),
+        _symbol(model),
+        _sign_in(model),
+        _privacy(model),
+        *_remote(model, variants),
+    ]
+
+
+def _about(model: ModelProfile, variants: list[Variant]) -> ManualSection:
+    engines = sorted({_ENGINES[variant.engine] for variant in variants})
+    return ManualSection(
+        "about",
+        "About this manual",
+        [
+            f"This manual covers the connected services of the {model.line} {model.generation} "
+            f"({model.generation_code}). It is made from the same model catalogue carlink uses to decide "
+            "what your car can do, so it always matches the portal and the app.",
+            "The printed manual in the glove box covers driving, maintenance and safety; this one covers "
+            "carlink.",
+        ],
+        [f"{variant.name} ({_ENGINES[variant.engine]})" for variant in variants]
+        if len(variants) > 1 or len(engines) > 1
+        else [],
+    )
+
+
+def _data_connection(model: ModelProfile) -> ManualSection:
+    intro = (
+        "Your car goes online in this way:"
+        if len(model.data_connections) == 1
+        else "Your car can go online in any of these ways; it picks the first that works:"
+    )
+    return ManualSection(
+        "data-connection",
+        "Getting your car online",
+        [intro],
+        [_CONNECTIONS[connection] for connection in model.data_connections],
+    )
+
+
+def _roaming(model: ModelProfile) -> ManualSection:
+    paragraphs = []
+    if model.roaming_automatic:
+        paragraphs.append("Roaming abroad needs no setting: the car switches it on by itself.")
+    else:
+        paragraphs.append(
+            f"To use mobile data abroad, switch on data roaming in {_MENUS[model.roaming_menu]}. "
+            "Roaming is off when the car leaves the factory."
+        )
+    if model.data_menu in _MENUS:
+        paragraphs.append(f"Mobile data as a whole is switched on and off in {_MENUS[model.data_menu]}.")
+    return ManualSection("roaming", "Roaming and mobile data", paragraphs)
+
+
+def _symbol(model: ModelProfile) -> ManualSection:
+    return ManualSection(
+        "connection-symbol",
+        "The connection symbol",
+        [
+            f"The connection symbol is {_SYMBOL[model.symbol_position]}. It shows the network the car "
+            "uses (LTE, 3G, EDGE or WiFi); crossed out, the car is offline and remote services wait until "
+            "it is back online."
+        ],
+    )
+
+
+def _sign_in(model: ModelProfile) -> ManualSection:
+    if model.in_car_id_login:
+        paragraphs = [
+            "Sign in to the car with your carlink ID: in the car, open the user menu, choose Sign in, and "
+            "confirm on your phone or type your email address and password.",
+            "No pairing code is needed; each driver signs in with their own ID.",
+        ]
+    else:
+        paragraphs = [
+            "Pair the car with your carlink ID once: the portal shows your personal 8-digit pairing code on "
+            "the vehicle's page; type it into the car under the connected services menu.",
+            "Each user of the car has their own pairing code.",
+        ]
+    if model.remote_access_authorisation_required:
+        paragraphs.append(
+            "Remote services need one more step in the car: authorise remote access in the connected "
+            "services menu. The main user's security PIN protects unlocking."
+        )
+    return ManualSection("sign-in", "Your carlink ID in the car", paragraphs)
+
+
+def _privacy(model: ModelProfile) -> ManualSection:
+    return ManualSection(
+        "privacy",
+        "Privacy mode",
+        [
+            _PRIVACY[model.privacy_scope],
+            "Switch privacy mode on and off in the car; the portal shows when it is on.",
+        ],
+    )
+
+
+def _remote(model: ModelProfile, variants: list[Variant]) -> list[ManualSection]:
+    sections = []
+    engines = list(dict.fromkeys(variant.engine for variant in variants))
+    for engine in engines:
+        suffix = f" ({_ENGINES[engine]} cars)" if len(engines) > 1 else ""
+        commands = [_COMMANDS[CommandType(name)] for name in model.remote_services(engine)]
+        measurements = sorted(_MEASUREMENTS.get(key, key) for key in model.measurements(engine))
+        sections.append(
+            ManualSection(
+                f"remote-{engine.value.lower()}",
+                f"Remote services{suffix}",
+                ["From the portal or the app you can:"],
+                sorted(commands),
+            )
+        )
+        sections.append(
+            ManualSection(
+                f"reports-{engine.value.lower()}",
+                f"What the car reports{suffix}",
+                [
+                    "The car reports these to carlink, so the portal and the app can show them: "
+                    + ", ".join(measurements)
+                    + "."
+                ],
+            )
+        )
+    return sections
