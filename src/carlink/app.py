@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
@@ -29,6 +29,8 @@ from carlink.compat import api as compat_api
 from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.errors import CarlinkError
+from carlink.fod import api as packages_api
+from carlink.fod.service import ensure_keys
 from carlink.garage import api as garage_api
 from carlink.gateway.link import CloudLink
 from carlink.gateway.service import UplinkHandler
@@ -79,6 +81,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
             async with platform.db.transaction() as session:
                 await ensure_catalogue(session)
                 await ensure_countries(session)
+                await ensure_keys(session)  # signed data packages (issue 6)
                 await ensure_policy(session)
             break
         except IntegrityError:
@@ -176,6 +179,7 @@ def create_app(
         notify_pages.router,
         incar_api.router,
         incar_pages.router,
+        packages_api.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.
@@ -268,10 +272,34 @@ def _install_handlers(app: FastAPI) -> None:
             )
         return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
 
+    @app.exception_handler(DBAPIError)
+    async def database_refused(request: Request, error: DBAPIError) -> Response:
+        if not _is_data_exception(error):
+            return await unexpected(request, error)
+        # Text the database cannot keep (a NUL character, which PostgreSQL refuses, say) is the caller's
+        # input, not our failure; the unit of work was rolled back, so nothing of it was written.
+        log.info("refused input the database cannot store on %s %s", request.method, request.url.path)
+        refusal = CarlinkError("the request holds characters that cannot be stored", code="invalid_input")
+        if _wants_html(request):
+            return pages.error_page(request, refusal)
+        return JSONResponse(error_body(refusal.code, refusal.message), status_code=400)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
+
+
+def _is_data_exception(error: DBAPIError) -> bool:
+    """SQLSTATE class 22 (data exception: invalid characters, values out of range) or SQLAlchemy's
+    DataError: bad input rather than a fault of ours."""
+    if error.__class__.__name__ == "DataError":
+        return True
+    for candidate in (error.orig, getattr(error.orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+    return False
 
 
 def _install_middleware(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from carlink.fod.cli import packages_app
 from carlink.privacy.cli import countries_app
 from carlink.settings import Settings, get_settings
 
@@ -31,6 +32,7 @@ catalog_app = typer.Typer(
 )
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(countries_app, name="countries")
+app.add_typer(packages_app, name="packages")
 console = Console()
 
 

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     invitation_days: int = 14
     # Times per hour one address may ask for its registration mail again (ACC-4).
     invitation_requests_per_hour: int = 3
+    # Signed data packages (issue 6): where package files are kept, named by their SHA-256 ...
+    package_dir: str = ".carlink-packages"
+    # ... and how long before root or targets metadata expires the jobs role signs a new version.
+    package_renew_margin_hours: int = 72
 
     @classmethod
     def settings_customise_sources(

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from carlink.clock import clock
 from carlink.demo import world
+from carlink.garage.models import Vehicle
 from carlink.notify.models import OutboxEmail
-from carlink.partners.models import Appointment, Country, ServiceSlot
+from carlink.partners import booking, recalls
+from carlink.partners.models import Appointment, Country, RecallVehicle, ServiceSlot
 from tests.integration.test_partners import signed_in
-from tests.support.portal import partner_id
-from tests.support.stack import TAYCAN, Stack
+from tests.support.portal import account_id, partner_id
+from tests.support.stack import PANAMERA, TAYCAN, Stack
 
 
 async def choose(stack: Stack, email: str, code: str) -> None:
@@ -183,3 +186,198 @@ async def test_service_page_booking_phone_countries_strangers_and_the_dealer(sta
     finally:
         for client in (browser, stranger, hanako, dealer, other_dealer):
             await client.close()
+
+
+async def _first_free_slots(stack: Stack, code: str, count: int) -> list[int]:
+    async with stack.db.session() as session:
+        rows = await session.scalars(
+            select(ServiceSlot.id)
+            .where(
+                ServiceSlot.partner_id == await partner_id(stack, code),
+                ServiceSlot.appointment_id.is_(None),
+                ServiceSlot.starts_at > clock.now(),
+            )
+            .order_by(ServiceSlot.starts_at)
+            .limit(count)
+        )
+        return list(rows)
+
+
+async def test_only_the_booker_reads_the_note_and_only_booker_or_main_user_cancel(stack: Stack) -> None:
+    # REQ: PAR-2 — the family member sees the owner's appointment without its note and cannot cancel it;
+    # the main user may cancel the family member's.
+    await choose(stack, world.OWNER, "DE-STR-01")
+    await choose(stack, world.FAMILY, "DE-STR-01")
+    owner = await stack.as_user(world.OWNER)
+    family = await stack.as_user(world.FAMILY)
+    family_page = await signed_in(stack, world.FAMILY)
+    try:
+        first, second = await _first_free_slots(stack, "DE-STR-01", 2)
+        mine = await owner.post(
+            f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": first, "note": "Private matter"}
+        )
+        theirs = await family.post(
+            f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": second, "note": "Wipers"}
+        )
+        assert mine.status_code == 201 and theirs.status_code == 201
+        mine_id, theirs_id = mine.json()["appointment"]["id"], theirs.json()["appointment"]["id"]
+
+        seen = {
+            row["id"]: row["note"]
+            for row in (await family.get(f"/api/v1/vehicles/{TAYCAN}/appointments")).json()["appointments"]
+        }
+        assert seen == {mine_id: "", theirs_id: "Wipers"}
+        seen = {
+            row["id"]: row["note"]
+            for row in (await owner.get(f"/api/v1/vehicles/{TAYCAN}/appointments")).json()["appointments"]
+        }
+        assert seen == {mine_id: "Private matter", theirs_id: ""}
+        page = (await family_page.http.get(f"/vehicles/{TAYCAN}/service")).text
+        assert "Private matter" not in page and "Wipers" in page
+        assert f"/service/{mine_id}/cancel" not in page and f"/service/{theirs_id}/cancel" in page
+
+        refused = await family.delete(f"/api/v1/vehicles/{TAYCAN}/appointments/{mine_id}")
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "appointment_not_found"
+        # The page answers as for an appointment that does not exist.
+        by_form = await family_page.post(f"/vehicles/{TAYCAN}/service/{mine_id}/cancel")
+        unknown = await family_page.post(f"/vehicles/{TAYCAN}/service/999999/cancel")
+        assert by_form.status_code == unknown.status_code == 400 and "no such appointment" in by_form.text
+        async with stack.db.session() as session:
+            kept = await session.get(Appointment, mine_id)
+            assert kept is not None and kept.state == "booked"
+        assert (await owner.delete(f"/api/v1/vehicles/{TAYCAN}/appointments/{theirs_id}")).status_code == 204
+        assert (await owner.delete(f"/api/v1/vehicles/{TAYCAN}/appointments/{mine_id}")).status_code == 204
+    finally:
+        await owner.aclose()
+        await family.aclose()
+        await family_page.close()
+
+
+async def test_appointments_show_in_their_own_workshops_time_zone(stack: Stack) -> None:
+    # REQ: PAR-2 — booked in Stuttgart, then the owner chose London: the appointment stays in Berlin time.
+    async with stack.db.transaction() as session:
+        await session.execute(update(Country).where(Country.code == "GB").values(online_booking=True))
+    await choose(stack, world.OWNER, "DE-STR-01")
+    owner = await stack.as_user(world.OWNER)
+    browser = await signed_in(stack, world.OWNER)
+    try:
+        (slot,) = await _first_free_slots(stack, "DE-STR-01", 1)
+        booked = await owner.post(f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": slot})
+        assert booked.status_code == 201
+        berlin_time = booked.json()["appointment"]["local_time"]
+        await choose(stack, world.OWNER, "GB-LON-01")
+        listed = (await owner.get(f"/api/v1/vehicles/{TAYCAN}/appointments")).json()["appointments"]
+        assert [row["local_time"] for row in listed] == [berlin_time]
+        page = await browser.http.get(f"/vehicles/{TAYCAN}/service")
+        assert "(Europe/London)" in page.text  # the new partner's free times
+        shown = re.search(r'data-appointment="[0-9]+">\s*<span class="what">([^<]+)</span>', page.text)
+        assert shown is not None and "(Europe/Berlin)" in shown.group(1)
+    finally:
+        await owner.aclose()
+        await browser.close()
+
+
+async def test_the_previous_owners_future_appointments_end_with_the_change_of_owner(stack: Stack) -> None:
+    # REQ: PAR-2, PAR-3 — the leavers' appointments on the car are cancelled, their slots free again and a
+    # booked recall open again; appointments of people who stay, and on other cars, are kept.
+    await choose(stack, world.OWNER, "DE-STR-01")
+    await choose(stack, world.FAMILY, "DE-STR-01")
+    async with stack.db.transaction() as session:
+        campaign, _ = await recalls.create_campaign(
+            session,
+            recalls.RecallDraft(
+                code="RC-LEAVE",
+                titles={"en": "Seat rail"},
+                descriptions={},
+                remedy="",
+                model_keys=[],
+                vins=[TAYCAN],
+            ),
+            tell_owners=False,
+        )
+    owner = await stack.as_user(world.OWNER)
+    family = await stack.as_user(world.FAMILY)
+    try:
+        first, second, third, fourth = await _first_free_slots(stack, "DE-STR-01", 4)
+        service = await owner.post(f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": first})
+        recall = await owner.post(
+            f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": second, "recall_id": campaign.id}
+        )
+        other_car = await owner.post(f"/api/v1/vehicles/{PANAMERA}/appointments", json={"slot_id": third})
+        staying = await family.post(f"/api/v1/vehicles/{TAYCAN}/appointments", json={"slot_id": fourth})
+        assert {r.status_code for r in (service, recall, other_car, staying)} == {201}
+        owner_id = await account_id(stack, world.OWNER)
+        async with stack.db.transaction() as session:
+            taycan = await session.scalar(select(Vehicle).where(Vehicle.vin == TAYCAN))
+            assert taycan is not None
+            await booking.release_for_leavers(session, taycan.id, [owner_id])
+            await booking.release_for_leavers(session, taycan.id, [])
+        async with stack.db.session() as session:
+            states = {row.slot_id: row.state for row in await session.scalars(select(Appointment))}
+            assert states == {first: "cancelled", second: "cancelled", third: "booked", fourth: "booked"}
+            freed = await session.scalars(
+                select(ServiceSlot.appointment_id).where(ServiceSlot.id.in_([first, second]))
+            )
+            assert list(freed) == [None, None]
+            row = await session.scalar(select(RecallVehicle).where(RecallVehicle.campaign_id == campaign.id))
+            assert row is not None and row.state == "open"
+    finally:
+        await owner.aclose()
+        await family.aclose()
+
+
+async def test_jobs_keep_two_weeks_of_slots_for_countries_that_book_online(stack: Stack) -> None:
+    # REQ: PAR-2 — missing slots are added in the workshop's local opening hours, never twice, also when
+    # two jobs instances run at once; countries booking by phone get none.
+    stuttgart = await partner_id(stack, "DE-STR-01")
+    yokohama = await partner_id(stack, "JP-YOK-01")
+    async with stack.db.transaction() as session:
+        await session.execute(update(Country).where(Country.code == "JP").values(online_booking=False))
+        await session.execute(delete(ServiceSlot).where(ServiceSlot.partner_id.in_([stuttgart, yokohama])))
+    now = clock.now()
+    async with stack.db.transaction() as session:
+        added = await booking.ensure_slots(session, now)
+    assert added > 0
+    async with stack.db.session() as session:
+        starts = list(
+            await session.scalars(select(ServiceSlot.starts_at).where(ServiceSlot.partner_id == stuttgart))
+        )
+        assert await session.scalar(select(ServiceSlot.id).where(ServiceSlot.partner_id == yokohama)) is None
+    expected = [
+        start
+        for start in booking.opening_hours(
+            booking.local_time(now, "DE").date(), booking.BOOKING_DAYS + 1, "DE"
+        )
+        if start > now
+    ]
+    assert sorted(starts) == expected
+    assert all(booking.local_time(start, "DE").hour in range(9, 17) for start in starts)
+    assert all(booking.local_time(start, "DE").weekday() < 5 for start in starts)
+    assert max(starts) - now < dt.timedelta(days=booking.BOOKING_DAYS + 1)
+
+    async with stack.db.transaction() as session:
+        assert await booking.ensure_slots(session, now) == 0
+
+    # Two instances a day later, at once: each slot exists once.
+    async with stack.db.transaction() as session:
+        await session.execute(delete(ServiceSlot).where(ServiceSlot.partner_id == stuttgart))
+    later = now + dt.timedelta(days=1)
+
+    async def one_instance() -> int:
+        async with stack.db.transaction() as session:
+            return await booking.ensure_slots(session, later)
+
+    await asyncio.gather(one_instance(), one_instance())
+    async with stack.db.session() as session:
+        starts = list(
+            await session.scalars(select(ServiceSlot.starts_at).where(ServiceSlot.partner_id == stuttgart))
+        )
+    assert len(starts) == len(set(starts)) > 0
+
+    # The jobs round adds them too (at most once an hour).
+    async with stack.db.transaction() as session:
+        await session.execute(delete(ServiceSlot).where(ServiceSlot.partner_id == stuttgart))
+    booking._slots_checked.clear()
+    await booking.run_due(stack.db)
+    async with stack.db.session() as session:
+        assert await session.scalar(select(ServiceSlot.id).where(ServiceSlot.partner_id == stuttgart))

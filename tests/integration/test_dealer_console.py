@@ -14,6 +14,7 @@ from tests.integration.test_invitations import (
     browsers,
     mails_to,
     record_sale,
+    sale_form,
     signed_in,
 )
 from tests.integration.test_store_contracts import buy
@@ -57,18 +58,25 @@ async def test_dealers_see_only_their_customers_and_a_sale_to_an_id_changes_the_
     try:
         contract = await buy(owner_api, TAYCAN, "remote-services", "P1Y")
 
+        # A dealer that does not serve the used Taycan cannot sell it away from its owner.
+        refused = await berlin.post(
+            "/dealer/sales",
+            sale_form(TAYCAN, world.STRANGER, model="taycan-1", variant="Y1ADB1", model_year="2023"),
+        )
+        assert refused.status_code == 400 and "among the cars you serve" in refused.text
+
         # REQ: ACC-2 — the buyer has an ID already: no invitation, the car is theirs at once.
-        # Berlin sells the used Taycan: a new sale makes the car theirs to serve.
+        # Stuttgart, which serves the Taycan, sells it used.
         sale_id, done = await record_sale(
-            berlin, TAYCAN, world.STRANGER, model="taycan-1", variant="Y1ADB1", model_year="2023"
+            dealer, TAYCAN, world.STRANGER, model="taycan-1", variant="Y1ADB1", model_year="2023"
         )
         assert done == "linked"
         assert await mails_to(stack, world.STRANGER, "invitation") == []
         [added] = await mails_to(stack, world.STRANGER, "vehicle_added")
-        assert TAYCAN in added.body_text and "Autohaus Muster Berlin" in added.body_text
+        assert TAYCAN in added.body_text and "Autohaus Example Stuttgart" in added.body_text
         stranger_id = await account_id(stack, world.STRANGER)
         assert added.account_id == stranger_id
-        page = await berlin.http.get(f"/dealer/sales/{sale_id}")
+        page = await dealer.http.get(f"/dealer/sales/{sale_id}")
         assert 'data-state="registered"' in page.text
 
         # REQ: STO-9 — the previous owner and the family leave the car; its contracts stay for the new owner.
@@ -95,13 +103,13 @@ async def test_dealers_see_only_their_customers_and_a_sale_to_an_id_changes_the_
             )
             assert told is not None and TAYCAN in told.title
 
-        # Now Berlin serves the Taycan and the stranger is its customer; Stuttgart no longer sees the car.
-        assert f'data-customer="{world.STRANGER}"' in (await berlin.http.get("/dealer")).text
-        assert (await berlin.http.get(f"/dealer/customers/{stranger_id}")).status_code == 200
-        assert (await dealer.http.get(f"/dealer/customers/{stranger_id}")).status_code == 404
+        # Stuttgart serves the Taycan still and the stranger is its customer; Berlin sees neither.
+        assert f'data-customer="{world.STRANGER}"' in (await dealer.http.get("/dealer")).text
+        assert (await dealer.http.get(f"/dealer/customers/{stranger_id}")).status_code == 200
+        assert (await berlin.http.get(f"/dealer/customers/{stranger_id}")).status_code == 404
 
         # Bad input in the sale form: a clear message, nothing recorded.
-        wrong_model = await berlin.post(
+        wrong_model = await dealer.post(
             "/dealer/sales",
             {
                 "vin": NINE_ELEVEN,

@@ -327,3 +327,75 @@ def test_a_wrong_smtp_url_is_refused_without_repeating_it(url: str) -> None:
     with pytest.raises(ValueError, match="CARLINK_SMTP_URL") as refused:
         SmtpServer.from_url(url)
     assert "secret" not in str(refused.value)
+
+
+async def test_a_sent_erasure_confirmation_and_invitation_forget_the_address_and_the_link(
+    db: Database, sink: MailSink
+) -> None:
+    """PRV-5, ACC-4: once out, the erasure confirmation (bound to no ID) keeps neither the erased address
+    nor its text, and an invitation no longer holds its registration link (only the token's hash stays)."""
+    link = "https://carlink.example.com/register/secret-token-123"
+    async with db.transaction() as session:
+        await send_email(
+            session,
+            to="gone@example.com",
+            language="en",
+            template="erasure_completed",
+            context={"requested_on": "01 Nov 2026", "request_number": "ER-000001"},
+            dedupe_key="erasure-1-completed",
+        )
+        await send_email(
+            session,
+            to="buyer@example.com",
+            language="en",
+            template="invitation",
+            context={
+                "name": "Kim Buyer",
+                "dealer_name": "Autohaus Example",
+                "vehicle_name": "Taycan",
+                "vin": VIN,
+                "link": link,
+                "resend_link": "https://carlink.example.com/register/resend",
+                "expires": "15 Nov 2026",
+            },
+            dedupe_key="invitation-1",
+        )
+    await queue(db)
+    assert await deliver_due(db, mail_settings(db.url, sink.port)) == 3
+
+    # The mails went out whole ...
+    received = {mail.recipients: mail.text for mail in sink.mails}
+    assert "ER-000001" in received[("gone@example.com",)]
+    assert link in received[("buyer@example.com",)]
+    # ... and the rows forgot what they held; other mails keep theirs.
+    rows = {row.template: row for row in await outbox(db)}
+    erased, invitation, renewal = rows["erasure_completed"], rows["invitation"], rows["subscription_renewed"]
+    assert (erased.state, erased.to_address, erased.body_text) == ("sent", "erased@erased.invalid", "")
+    assert invitation.state == "sent" and invitation.to_address == "buyer@example.com"
+    assert invitation.body_text == "(the registration link is not kept after sending)"
+    assert renewal.state == "sent" and "山田 花子 様" in renewal.body_text
+
+
+async def test_an_invitation_not_yet_sent_keeps_its_link_for_the_next_attempt(
+    db: Database, tmp_path: Path
+) -> None:
+    async with db.transaction() as session:
+        await send_email(
+            session,
+            to="buyer@example.com",
+            language="en",
+            template="invitation",
+            context={
+                "name": "Kim Buyer",
+                "dealer_name": "Autohaus Example",
+                "vehicle_name": "Taycan",
+                "vin": VIN,
+                "link": "https://carlink.example.com/register/secret-token-123",
+                "resend_link": "https://carlink.example.com/register/resend",
+                "expires": "15 Nov 2026",
+            },
+            dedupe_key="invitation-1",
+        )
+    assert await deliver_due(db, mail_settings(db.url, free_port())) == 0
+    [row] = await outbox(db)
+    assert row.state == "pending" and "secret-token-123" in row.body_text

@@ -4,6 +4,7 @@ country (or the dealer where a country has none)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,7 +24,13 @@ from carlink.partners.models import Country
 from carlink.privacy import console as privacy_console
 from carlink.privacy import pages as privacy_pages
 from carlink.privacy import service as privacy
-from carlink.privacy.models import ConsentEvent, PolicyAcceptance, PolicyVersion, PrivacyAuditEntry
+from carlink.privacy.models import (
+    ConsentEvent,
+    ErasureRequest,
+    PolicyAcceptance,
+    PolicyVersion,
+    PrivacyAuditEntry,
+)
 from tests.support.portal import Browser, account_id, partner_id
 from tests.support.stack import Stack
 
@@ -55,16 +62,23 @@ async def test_policy_versions_are_accepted_and_consent_changes_are_kept(stack: 
     assert germany is not None and germany.privacy_contact and germany.privacy_contact in page
 
     # REQ: PRV-1 — an operator publishes version 2; every ID is told and asked to accept it.
-    response = await operator.post(
-        "/operator/policy",
-        {
-            "title": "How carlink handles your data",
-            "summary": "Now with appointments.",
-            "rows": "Appointments | Booking your service | Consent | 2 years\n"
-            "Your ID | Signing in | Contract | Until erasure",
-        },
-    )
+    form = await operator.http.get("/operator/policy")
+    assert 'name="based_on" value="1"' in form.text
+    version_2 = {
+        "title": "How carlink handles your data",
+        "summary": "Now with appointments.",
+        "rows": "Appointments | Booking your service | Consent | 2 years\n"
+        "Your ID | Signing in | Contract | Until erasure",
+        "based_on": "1",
+    }
+    response = await operator.post("/operator/policy", version_2)
     assert response.status_code == 303, response.text
+    # The same form sent again (a double click, a reload) publishes no version 3.
+    again = await operator.post("/operator/policy", version_2)
+    assert again.status_code == 409 and "version 2 was published a moment ago" in again.text
+    assert 'name="based_on" value="2"' in again.text
+    async with stack.db.session() as session:
+        assert [v.version for v in await session.scalars(select(PolicyVersion))] == [1, 2]
     async with stack.db.session() as session:
         told = await session.scalar(
             select(func.count())
@@ -74,7 +88,9 @@ async def test_policy_versions_are_accepted_and_consent_changes_are_kept(stack: 
     assert told == 1
     page = (await stranger.http.get("/privacy")).text
     assert 'id="accept-prompt"' in page and "Accept version 2" in page and "Appointments" in page
-    assert (await stranger.post("/privacy/accept", {"version": "2"})).status_code == 303
+    # Accepting twice at the same moment records one acceptance.
+    both = await asyncio.gather(*(stranger.post("/privacy/accept", {"version": "2"}) for _ in range(2)))
+    assert [r.status_code for r in both] == [303, 303]
     async with stack.db.session() as session:
         accepted = list(
             await session.scalars(
@@ -215,7 +231,8 @@ async def test_every_privacy_form_refuses_a_post_without_the_sessions_token(stac
         "/privacy/erasure": {"password": world.PASSWORD},
         "/operator/privacy-contacts/revocations": {"email": world.OWNER},
         "/operator/privacy-contacts/{code}": {"contact": "x@example.com"},
-        "/operator/policy": {"title": "t", "summary": "s", "rows": "a | b | c | d"},
+        "/operator/policy": {"title": "t", "summary": "s", "rows": "a | b | c | d", "based_on": "1"},
+        "/operator/erasure-requests/open": {"email": world.OWNER},
         "/operator/erasure-requests/{request_id}/complete": {},
         "/operator/erasure-requests/{request_id}/reject": {"reason": "no"},
         "/dealer/erasure-requests/{request_id}/complete": {},
@@ -247,6 +264,44 @@ async def test_every_privacy_form_refuses_a_post_without_the_sessions_token(stac
     async with stack.db.session() as session:
         assert await session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
         assert await session.scalar(select(func.count()).select_from(PolicyVersion)) == 1
+        assert await session.scalar(select(func.count()).select_from(ErasureRequest)) == 0
         germany = await session.get(Country, "DE")
     assert germany is not None and germany.privacy_contact != "x@example.com"
     await operator.http.aclose()
+
+
+async def test_a_policy_form_sent_twice_at_once_publishes_one_version(stack: Stack) -> None:
+    # REQ: PRV-1 — two identical posts of the same form: one publishes version 2, the other is refused.
+    operator = await Browser(stack).sign_in(world.OPERATOR)
+    form = {"title": "t", "summary": "s", "rows": "a | b | c | d", "based_on": "1"}
+    both = await asyncio.gather(*(operator.post("/operator/policy", form) for _ in range(2)))
+    assert sorted(r.status_code for r in both) == [303, 409]
+    # A form filled in against a version that is no longer the latest is refused too.
+    stale = await operator.post("/operator/policy", {**form, "based_on": "7"})
+    assert stale.status_code == 409
+    async with stack.db.session() as session:
+        assert [v.version for v in await session.scalars(select(PolicyVersion))] == [1, 2]
+        told = await session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.kind == "privacy_policy")
+        )
+        ids = await session.scalar(
+            select(func.count()).select_from(Account).where(Account.deleted_at.is_(None))
+        )
+    assert told == ids
+    # The JSON API: accepting the same version twice at once keeps one acceptance.
+    owner = await stack.as_user(world.OWNER)
+    accepted = await asyncio.gather(
+        *(owner.post("/api/v1/me/privacy/accept", json={"version": 2}) for _ in range(2))
+    )
+    assert [r.status_code for r in accepted] == [200, 200]
+    assert accepted[0].json() == accepted[1].json()
+    owner_id = await account_id(stack, world.OWNER)
+    async with stack.db.session() as session:
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(PolicyAcceptance)
+            .where(PolicyAcceptance.account_id == owner_id, PolicyAcceptance.version == 2)
+        )
+    assert rows == 1
+    for client in (operator.http, owner):
+        await client.aclose()

@@ -4,19 +4,36 @@ done."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import func, select, update
 
+from carlink.clock import clock
 from carlink.demo import world
+from carlink.errors import CarlinkError
+from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.identity.models import Account
 from carlink.notify.models import Notification, OutboxEmail
 from carlink.partners import booking, recalls
-from carlink.partners.models import Appointment, Country, RecallCampaign, RecallVehicle
+from carlink.partners.models import (
+    Appointment,
+    Country,
+    Partner,
+    RecallCampaign,
+    RecallVehicle,
+    ServiceSlot,
+)
+from carlink.protocol.vin import make_vin
 from tests.integration.test_booking import choose
 from tests.integration.test_partners import signed_in
 from tests.support.portal import account_id
-from tests.support.stack import PANAMERA, TAYCAN, Stack
+from tests.support.stack import NINE_ELEVEN, PANAMERA, TAYCAN, Stack
+
+LATE_TAYCAN = make_vin("WP0", "ZZZY1", "P", "S", 100777)
 
 CAMPAIGN = {
     "code": "rc-2026-007",
@@ -106,7 +123,7 @@ async def test_operator_campaign_matches_the_panamera_tells_the_owner_and_is_boo
             f"/api/v1/vehicles/{PANAMERA}/appointments",
             json={"slot_id": slot["id"] + 1, "recall_id": campaign.id},
         )
-        assert twice.status_code == 404 and twice.json()["error"]["code"] == "recall_not_found"
+        assert twice.status_code == 409 and twice.json()["error"]["code"] == "recall_booked"
         # Cancelling the appointment opens the recall again; it is booked anew.
         first = booked.json()["appointment"]["id"]
         assert (await api.delete(f"/api/v1/vehicles/{PANAMERA}/appointments/{first}")).status_code == 204
@@ -193,3 +210,169 @@ def test_a_cars_recall_and_an_appointment_move_only_along_their_allowed_transiti
     # REQ: PAR-2 — an appointment is booked, then perhaps cancelled, never booked again.
     assert booking.TRANSITIONS[booking.BOOKED] == {booking.CANCELLED}
     assert booking.TRANSITIONS[booking.CANCELLED] == frozenset()
+
+
+def _draft(code: str, **scope: Any) -> recalls.RecallDraft:
+    return recalls.RecallDraft(
+        code=code, titles={"en": f"Recall {code}"}, descriptions={}, remedy="", **{"model_keys": [], **scope}
+    )
+
+
+async def test_a_recall_is_booked_once_even_when_two_users_book_it_at_the_same_moment(stack: Stack) -> None:
+    # REQ: PAR-3 — open -> booked is claimed before the appointment exists: the second booking gets 409
+    # `recall_booked`, its slot stays free and no second appointment is made.
+    await choose(stack, world.OWNER, "DE-STR-01")
+    await choose(stack, world.FAMILY, "DE-STR-01")
+    async with stack.db.transaction() as session:
+        campaign, _ = await recalls.create_campaign(session, _draft("RC-TWICE", vins=[TAYCAN]))
+    owner = await stack.as_user(world.OWNER)
+    family = await stack.as_user(world.FAMILY)
+    try:
+        slots = (await owner.get(f"/api/v1/vehicles/{TAYCAN}/slots")).json()["slots"]
+        answers = await asyncio.gather(
+            owner.post(
+                f"/api/v1/vehicles/{TAYCAN}/appointments",
+                json={"slot_id": slots[0]["id"], "recall_id": campaign.id},
+            ),
+            family.post(
+                f"/api/v1/vehicles/{TAYCAN}/appointments",
+                json={"slot_id": slots[1]["id"], "recall_id": campaign.id},
+            ),
+        )
+        assert sorted(answer.status_code for answer in answers) == [201, 409]
+        loser = next(answer for answer in answers if answer.status_code == 409)
+        assert loser.json()["error"]["code"] == "recall_booked"
+        async with stack.db.session() as session:
+            booked = list(
+                await session.scalars(
+                    select(Appointment).where(
+                        Appointment.recall_id == campaign.id, Appointment.state == "booked"
+                    )
+                )
+            )
+            assert len(booked) == 1
+            free = await session.scalars(
+                select(ServiceSlot.appointment_id).where(ServiceSlot.id.in_([slots[0]["id"], slots[1]["id"]]))
+            )
+            assert sorted(free, key=lambda value: value is None) == [booked[0].id, None]
+
+        # Past the page's check (a booking that read "open" a moment before): the claim still refuses.
+        async with stack.db.transaction() as session:
+            vehicle = await session.scalar(select(Vehicle).where(Vehicle.vin == TAYCAN))
+            account = await session.scalar(select(Account).where(Account.email == world.FAMILY))
+            partner = await session.scalar(select(Partner).where(Partner.code == "DE-STR-01"))
+            assert vehicle is not None and account is not None and partner is not None
+            with pytest.raises(CarlinkError) as refused:
+                await booking.book(
+                    session,
+                    partner=partner,
+                    vehicle=vehicle,
+                    account=account,
+                    slot_id=slots[2]["id"],
+                    kind=booking.RECALL,
+                    recall_id=campaign.id,
+                )
+            assert refused.value.code == "recall_booked" and refused.value.status == 409
+        async with stack.db.session() as session:
+            slot = await session.get(ServiceSlot, slots[2]["id"])
+            assert slot is not None and slot.appointment_id is None
+    finally:
+        await owner.aclose()
+        await family.aclose()
+
+
+async def test_a_large_campaign_tells_the_owners_from_the_jobs_in_batches(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # REQ: PAR-3 — above the limit the operator's request tells nobody; the jobs role tells each car's main
+    # user once, a batch at a time; cars without a main user wait; seeded campaigns tell nobody.
+    monkeypatch.setattr(recalls, "TELL_AT_ONCE", 1)
+    # One unit of work, so the jobs running beside the test see the campaign only once it is committed.
+    async with stack.db.transaction() as session:
+        ownerless = await garage.register_vehicle(
+            session, vin=LATE_TAYCAN, model_key="taycan-1", variant_code="Y1ADB1", model_year=2023
+        )
+        campaign, count = await recalls.create_campaign(
+            session, _draft("RC-MANY", vins=[TAYCAN, PANAMERA, NINE_ELEVEN, LATE_TAYCAN])
+        )
+        assert count == 4
+        sent = await session.scalar(
+            select(func.count(OutboxEmail.id)).where(OutboxEmail.template == "recall_notice")
+        )
+        assert sent == 0
+        assert await recalls.notify_recall_owners(session, limit=2) == 2
+    await booking.run_due(stack.db)
+    async with stack.db.transaction() as session:
+        assert await recalls.notify_recall_owners(session) == 0
+    mails = await _recall_mails(stack, campaign.id)
+    assert sorted(mail.to_address for mail in mails) == [world.OWNER] * 3
+    assert {vin for mail in mails for vin in (TAYCAN, PANAMERA, NINE_ELEVEN) if vin in mail.body_text} == {
+        TAYCAN,
+        PANAMERA,
+        NINE_ELEVEN,
+    }
+    async with stack.db.session() as session:
+        waiting = await session.scalar(
+            select(RecallVehicle).where(
+                RecallVehicle.campaign_id == campaign.id, RecallVehicle.vehicle_id == ownerless.id
+            )
+        )
+        assert waiting is not None and waiting.notified_at is None
+        # The demo's seeded campaign counts as told: the jobs role mails nobody about it.
+        seeded = await session.scalars(
+            select(RecallVehicle.notified_at)
+            .join(RecallCampaign, RecallCampaign.id == RecallVehicle.campaign_id)
+            .where(RecallCampaign.code == "RC-2025-PA01")
+        )
+        assert all(moment is not None for moment in seeded)
+
+    # A small campaign tells its owners at once.
+    async with stack.db.transaction() as session:
+        small, _ = await recalls.create_campaign(session, _draft("RC-FEW", vins=[PANAMERA]))
+    assert [mail.to_address for mail in await _recall_mails(stack, small.id)] == [world.OWNER]
+
+
+async def test_a_car_registered_later_joins_the_running_campaigns_that_affect_it(stack: Stack) -> None:
+    # REQ: PAR-3 — matched by model and year or VIN while the campaign runs; not by a closed one; its
+    # owner is told by the jobs role once the car has one.
+    async with stack.db.transaction() as session:
+        running, _ = await recalls.create_campaign(
+            session, _draft("RC-LATER", model_keys=["taycan-1"], year_from=2023, year_to=2023)
+        )
+        other_year, _ = await recalls.create_campaign(
+            session, _draft("RC-OLDER", model_keys=["taycan-1"], year_from=2020, year_to=2021)
+        )
+        closed, _ = await recalls.create_campaign(session, _draft("RC-SHUT", model_keys=["taycan-1"]))
+        closed.closed_at = clock.now()
+        by_vin, _ = await recalls.create_campaign(session, _draft("RC-BYVIN", vins=[LATE_TAYCAN]))
+    async with stack.db.transaction() as session:
+        car = await garage.register_vehicle(
+            session, vin=LATE_TAYCAN, model_key="taycan-1", variant_code="Y1ADB1", model_year=2023
+        )
+        assert await recalls.match_new_vehicle(session, car) == 2
+        assert await recalls.match_new_vehicle(session, car) == 0  # a second call changes nothing
+        stranger = await session.scalar(select(Account).where(Account.email == world.STRANGER))
+        assert stranger is not None
+        await garage.assign_user(session, car, stranger, garage.MAIN)
+    async with stack.db.session() as session:
+        joined = set(
+            await session.scalars(select(RecallVehicle.campaign_id).where(RecallVehicle.vehicle_id == car.id))
+        )
+    assert joined == {running.id, by_vin.id} and other_year.id not in joined
+    await booking.run_due(stack.db)
+    async with stack.db.session() as session:
+        told = await session.scalars(
+            select(OutboxEmail.to_address).where(
+                OutboxEmail.template == "recall_notice", OutboxEmail.body_text.contains(LATE_TAYCAN)
+            )
+        )
+        assert list(told) == [world.STRANGER, world.STRANGER]
+
+
+async def _recall_mails(stack: Stack, campaign_id: int) -> list[OutboxEmail]:
+    async with stack.db.session() as session:
+        codes = await session.scalar(select(RecallCampaign.code).where(RecallCampaign.id == campaign_id))
+        rows = await session.scalars(
+            select(OutboxEmail).where(OutboxEmail.template == "recall_notice").order_by(OutboxEmail.id)
+        )
+        return [mail for mail in rows if codes and codes in mail.body_text + mail.subject]

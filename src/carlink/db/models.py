@@ -1,6 +1,7 @@
 """Imports every domain's tables so that Alembic and create_all see the whole schema."""
 
 from carlink.catalog import models as catalog_models
+from carlink.fod import models as fod_models
 from carlink.garage import models as garage_models
 from carlink.identity import models as identity_models
 from carlink.incar import models as incar_models
@@ -15,6 +16,7 @@ from carlink.telemetry import models as telemetry_models
 
 __all__ = [
     "catalog_models",
+    "fod_models",
     "garage_models",
     "identity_models",
     "incar_models",

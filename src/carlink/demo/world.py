@@ -168,6 +168,7 @@ async def _account(
         pin=pin,
         locale=locale,
         hashes=_demo_hashes(),
+        email_verified=True,
     )
 
 

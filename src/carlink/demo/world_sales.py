@@ -4,6 +4,8 @@ The three German cars were sold by DE-STR-01 to owner@example.com, the Macan by 
 hanako@example.com. Both buyers have their IDs already, so no invitation and no mail.
 """
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +41,9 @@ async def seed(session: AsyncSession) -> None:
                 buyer_email=email,
                 buyer_name=name,
                 buyer_account_id=buyer.id,
+                # Sold when new: in spring of the model year.
+                sold_at=dt.datetime(car.year, 3, 15, 10, 0, tzinfo=dt.UTC),
+                delivery_date=dt.date(car.year, 4, 1),
             )
         )
     await session.flush()

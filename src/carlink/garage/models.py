@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carlink.db.base import Base, utcnow
@@ -40,6 +40,14 @@ class VehicleUser(Base):
     __table_args__ = (
         UniqueConstraint("vehicle_id", "account_id"),
         UniqueConstraint("vehicle_id", "pairing_code"),
+        # One main user per vehicle (VEH-2), whatever two units of work try at once.
+        Index(
+            "uq_vehicle_users_one_main",
+            "vehicle_id",
+            unique=True,
+            sqlite_where=text("role = 'main'"),
+            postgresql_where=text("role = 'main'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

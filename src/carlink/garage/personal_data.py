@@ -9,6 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.garage.models import Vehicle, VehicleUser
+from carlink.garage.service import leave_all_vehicles
+from carlink.identity.models import Account
 
 
 async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
@@ -40,6 +42,12 @@ async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
 
 async def erase(session: AsyncSession, account_id: int) -> None:
     """Removes the person from every car. The cars themselves stay: they belong to their owners (and the
-    erasure is refused while the person is still a main user of a car with running contracts)."""
+    erasure is refused while the person is still a main user of a car with running contracts).
+
+    Leaving goes through the garage's own use case first, so a car the person was main user of has its
+    remote access reset (VEH-5) rather than left half-configured."""
+    account = await session.get(Account, account_id)
+    if account is not None:
+        await leave_all_vehicles(session, account)
     await session.execute(delete(VehicleUser).where(VehicleUser.account_id == account_id))
     await session.flush()

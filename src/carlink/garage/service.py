@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.db.base import utcnow
+from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, vehicle_not_found
 from carlink.garage.models import Vehicle, VehicleUser
 from carlink.identity.models import Account
@@ -64,12 +64,14 @@ async def register_vehicle(
     model = profile(model_key)
     model.variant(variant_code)
     first, last = model.years
-    if model_year < first or (last is not None and model_year > last):
+    # A model year runs at most one calendar year ahead.
+    if model_year < first or model_year > min(last or 9999, utcnow().year + 1):
         raise CarlinkError(
             f"{model.line} {model.generation} was not built in {model_year}", code="invalid_year"
         )
+    taken = Conflict(f"vehicle {vin} is registered already", code="vehicle_exists")
     if await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin)) is not None:
-        raise Conflict(f"vehicle {vin} is registered already", code="vehicle_exists")
+        raise taken
     vehicle = Vehicle(
         vin=vin,
         model_key=model_key,
@@ -80,8 +82,9 @@ async def register_vehicle(
         color=color,
         color_hex=color_hex,
     )
-    session.add(vehicle)
-    await session.flush()
+    # Two sales of a new car at once: one registers it, the other is told it exists.
+    if not await add_unique(session, vehicle):
+        raise taken
     return vehicle
 
 
@@ -185,6 +188,13 @@ async def remove_user(session: AsyncSession, entry: GarageEntry, account_id: int
     await session.delete(membership)
 
 
+async def lock_vehicle(session: AsyncSession, vehicle: Vehicle) -> Vehicle:
+    """The vehicle row locked until the unit of work ends, so that changes of its users take turns."""
+    locked = await session.get(Vehicle, vehicle.id, with_for_update=True, populate_existing=True)
+    assert locked is not None
+    return locked
+
+
 async def vehicle_by_id(session: AsyncSession, vehicle_id: int) -> Vehicle | None:
     return await session.get(Vehicle, vehicle_id)
 
@@ -230,7 +240,11 @@ async def change_security_pin(session: AsyncSession, account: Account, *, passwo
     is_reset = account.pin_hash is not None
     await set_pin(session, account, password=password, pin=pin)
     if is_reset:
-        await revoke_remote_access(session, account)
+        from carlink.incar import service as incar  # builds on the garage
+
+        for vehicle in await revoke_remote_access(session, account):
+            # Visitors logged in with the old code are logged out (VEH-8).
+            await incar.end_vehicle_logins(session, vehicle.id)
 
 
 async def revoke_remote_access(session: AsyncSession, account: Account) -> list[Vehicle]:
@@ -307,6 +321,7 @@ async def hand_over(session: AsyncSession, vehicle: Vehicle, new_owner: Account)
     if had_other_owner:
         vehicle.remote_access_authorised = False
         vehicle.remote_access_reset_pending = True
+        await _forget_previous_owner(session, vehicle.id, left)
     mine = next((m for m in memberships if m.account_id == new_owner.id), None)
     if mine is None:
         await assign_user(session, vehicle, new_owner, MAIN)
@@ -316,6 +331,19 @@ async def hand_over(session: AsyncSession, vehicle: Vehicle, new_owner: Account)
         mine.pairing_code = await _new_pairing_code(session, vehicle.id)
         mine.paired_at = None
     return left
+
+
+async def _forget_previous_owner(session: AsyncSession, vehicle_id: int, leavers: list[int]) -> None:
+    """What belonged to the previous owner's time with the car ends with it: logins in the car (including
+    visitors who had the old security code), the driver cards registered for it (SEC-2) and the leavers'
+    future workshop appointments for it (PAR-2)."""
+    from carlink.incar import service as incar  # these domains build on the garage
+    from carlink.partners import booking
+    from carlink.security import service as security
+
+    await incar.end_vehicle_logins(session, vehicle_id)
+    await security.revoke_cards_of_vehicle(session, vehicle_id)
+    await booking.release_for_leavers(session, vehicle_id, leavers)
 
 
 async def leave_vehicle(session: AsyncSession, entry: GarageEntry) -> list[int]:
@@ -330,6 +358,7 @@ async def leave_vehicle(session: AsyncSession, entry: GarageEntry) -> list[int]:
     if entry.is_main_user:
         entry.vehicle.remote_access_authorised = False
         entry.vehicle.remote_access_reset_pending = True
+        await _forget_previous_owner(session, entry.vehicle.id, [m.account_id for m in memberships])
     await session.flush()
     return [membership.account_id for membership in memberships]
 
@@ -338,11 +367,15 @@ async def leave_all_vehicles(session: AsyncSession, account: Account) -> list[st
     """REQ: ACC-5 — a deleted ID leaves every car at once: its pairing codes go, and remote access
     authorised for it in its own cars ends. The people it shared a car with keep their places. Answers
     the VINs."""
+    from carlink.incar import service as incar  # builds on the garage
+
     vins = []
     for entry in await garage(session, account):
         if entry.is_main_user:
             entry.vehicle.remote_access_authorised = False
             entry.vehicle.remote_access_reset_pending = True
+            # Visitors let in with this person's security code are logged out of the car (VEH-8).
+            await incar.end_vehicle_logins(session, entry.vehicle.id)
         await session.delete(entry.membership)
         vins.append(entry.vehicle.vin)
     await session.flush()

@@ -99,6 +99,7 @@ async def set_pin(body: PinIn, request: Request) -> None:
 
 class DeleteIdIn(BaseModel):
     password: str = Field(max_length=256)
+    erase: bool = Field(default=False, description="also file the request to erase the data (PRV-5)")
 
 
 @router.delete("/me", status_code=204)
@@ -107,7 +108,7 @@ async def delete_id(body: DeleteIdIn, request: Request) -> None:
     their cars, subscriptions stop renewing; the master data is kept until an erasure request (PRV-5)."""
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
-        await identity.delete_id(session, caller.account, password=body.password)
+        await identity.delete_id(session, caller.account, password=body.password, request_erasure=body.erase)
 
 
 # --- invitations (ACC-2, ACC-3, ACC-4) ---------------------------------------------------------------------
@@ -170,6 +171,15 @@ async def accept_invitation(token: str, body: AcceptIn, request: Request) -> dic
     async with platform_of(request).db.transaction() as session:
         account, vehicle = await invitations.accept(session, token, choices)
         return {"account": account_out(account), "vin": vehicle.vin}
+
+
+@router.post("/invitations/{token}/add-car", response_model=AcceptedOut)
+async def add_car_from_invitation(token: str, request: Request) -> dict[str, Any]:
+    """The invited address has an ID already: the caller, signed in with that ID, takes the car into it."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await require_caller(request, session)
+        vehicle = await invitations.claim_with_id(session, token, caller.account)
+        return {"account": account_out(caller.account), "vin": vehicle.vin}
 
 
 @router.post("/invitations/resend", status_code=202)

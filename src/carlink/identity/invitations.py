@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.catalog.money import SUPPORTED_LOCALES
 from carlink.db.base import utcnow
-from carlink.errors import CarlinkError, Conflict, NotFound, TooManyRequests
+from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, TooManyRequests
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.identity import service as identity
@@ -128,14 +128,26 @@ async def record_sale(
     name = entered.buyer_name.strip()
     if not name or len(name) > 120:
         raise CarlinkError("enter the buyer's name (at most 120 characters)", code="invalid_name")
-    country = entered.buyer_country.strip().upper()
-    if await partners.country(session, country) is None:
+    found_country = await partners.country(session, entered.buyer_country)
+    if found_country is None:
         raise CarlinkError("choose the buyer's country from the list", code="invalid_country")
+    country = found_country.code
     language = _language(entered.language)
     if await identity.find_account(session, email) is None:
         # A deleted ID keeps its address until its erasure is completed: an invitation could not be used.
         await identity.check_email_free(session, email)
     vehicle = await garage.vehicle_by_vin(session, vin)
+    if vehicle is not None:
+        # Sales and registrations of one car take turns (PostgreSQL row lock; SQLite writers take turns).
+        vehicle = await garage.lock_vehicle(session, vehicle)
+    if vehicle is not None and not await _may_sell(session, partner, vehicle):
+        # A used car changes owner only through a dealer that serves it, or once its owner has removed it
+        # from their profile (ACC-6); to any other dealer it is as unknown as a VIN that does not exist.
+        raise NotFound(
+            f"no vehicle {vin} among the cars you serve; its owner removes it from their profile first, or "
+            "the dealer who serves it records the sale",
+            code="vehicle_not_found",
+        )
     if vehicle is None and not entered.model_year:
         raise CarlinkError("enter the car's model year", code="invalid_year")
     if vehicle is None:
@@ -148,6 +160,9 @@ async def record_sale(
             country=country,
             color=entered.colour.strip()[:40],
         )
+        from carlink.partners import recalls  # partners builds on identity
+
+        await recalls.match_new_vehicle(session, vehicle)  # PAR-3: open campaigns that affect it
     elif vehicle.model_key != model.key:
         raise Conflict(
             f"{vin} is registered as a {profile(vehicle.model_key).line}; check the VIN and the model",
@@ -164,6 +179,11 @@ async def record_sale(
         .values(cancelled_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    if await _recent_same_sale(session, partner.id, vehicle.id, email):
+        raise Conflict(
+            "this sale was recorded a moment ago; look at the customer's page before recording it again",
+            code="sale_exists",
+        )
     sale = Sale(
         partner_id=partner.id,
         vehicle_id=vehicle.id,
@@ -175,12 +195,34 @@ async def record_sale(
     session.add(sale)
     await session.flush()
     buyer = await identity.find_account(session, email)
-    if buyer is not None:
+    if buyer is not None and buyer.email_verified_at is not None:
         # The bad-input case of the issue: the buyer has an ID already; no invitation, the car is theirs.
+        # Only for an address the ID has proven to read: anyone could self-register someone else's address.
         await give_car(session, settings, sale, vehicle, buyer, partner)
         return SaleOutcome(sale, vehicle, buyer, None)
     invitation = await _invite(session, settings, sale, vehicle, partner, country=country, language=language)
     return SaleOutcome(sale, vehicle, None, invitation)
+
+
+async def _may_sell(session: AsyncSession, partner: Partner, vehicle: Vehicle) -> bool:
+    from carlink.partners import dealers  # partners builds on identity
+
+    has_owner = bool(await garage.main_users(session, {vehicle.id}))
+    return not has_owner or await dealers.serves_vehicle(session, partner.id, vehicle.id)
+
+
+async def _recent_same_sale(session: AsyncSession, partner_id: int, vehicle_id: int, email: str) -> bool:
+    """A double-submitted sale form: the same car to the same buyer by the same dealer minutes ago."""
+    since = utcnow() - dt.timedelta(minutes=10)
+    found = await session.scalar(
+        select(Sale.id).where(
+            Sale.partner_id == partner_id,
+            Sale.vehicle_id == vehicle_id,
+            Sale.buyer_email == email,
+            Sale.sold_at >= since,
+        )
+    )
+    return found is not None
 
 
 async def give_car(
@@ -468,7 +510,44 @@ async def accept(session: AsyncSession, token: str, choices: Choices) -> tuple[A
     welcome = await open_invitation(session, token)
     invitation = welcome.invitation
     partner = await _check_choices(session, choices, invitation.country)
+    if await identity.find_account(session, invitation.email) is not None:
+        raise Conflict(
+            "this address has a carlink ID already: sign in with it, then open the link again to add the car",
+            code="sign_in_to_add_car",
+        )
     await identity.check_email_free(session, invitation.email)
+    await _claim(session, invitation)
+    account = await identity.create_account(
+        session,
+        email=invitation.email,
+        password=choices.password,
+        country=invitation.country,
+        display_name=choices.display_name.strip() or welcome.sale.buyer_name,
+        locale=invitation.language,
+        email_verified=True,
+    )
+    await _take_the_car(session, welcome, account)
+    await _record_choices(session, account, partner, choices.consent)
+    return account, welcome.vehicle
+
+
+async def claim_with_id(session: AsyncSession, token: str, account: Account) -> Vehicle:
+    """The invited address has an ID already (self-registered, say): signed in with it, the person uses the
+    link, which proves they read the mailbox too, and the car becomes theirs."""
+    welcome = await open_invitation(session, token)
+    if account.email != welcome.invitation.email:
+        raise Forbidden(
+            "this link was sent to another address; sign in with the ID of that address", code="wrong_id"
+        )
+    await _claim(session, welcome.invitation)
+    if account.email_verified_at is None:
+        account.email_verified_at = utcnow()
+    await _take_the_car(session, welcome, account)
+    return welcome.vehicle
+
+
+async def _claim(session: AsyncSession, invitation: Invitation) -> None:
+    """Spends the link in one conditional UPDATE: of two submits at once, exactly one gets it."""
     claimed: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
         update(Invitation)
         .where(
@@ -484,20 +563,14 @@ async def accept(session: AsyncSession, token: str, choices: Choices) -> tuple[A
         raise InvitationGone(
             "this registration link has been used already; sign in with your ID instead", code=USED
         )
-    account = await identity.create_account(
-        session,
-        email=invitation.email,
-        password=choices.password,
-        country=invitation.country,
-        display_name=choices.display_name.strip() or welcome.sale.buyer_name,
-        locale=invitation.language,
-    )
-    invitation.account_id = account.id
+
+
+async def _take_the_car(session: AsyncSession, welcome: Welcome, account: Account) -> None:
+    await garage.lock_vehicle(session, welcome.vehicle)
+    welcome.invitation.account_id = account.id
     left = await garage.hand_over(session, welcome.vehicle, account)
     await _tell_those_who_left(session, welcome.vehicle, left)
     welcome.sale.buyer_account_id = account.id
-    await _record_choices(session, account, partner, choices.consent)
-    return account, welcome.vehicle
 
 
 async def register_self(

@@ -28,6 +28,9 @@ class Account(Base):
     login_locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Set when the person showed they read this mailbox (a registration link from it was used). Only then does
+    # a dealer's sale to the address put a car straight into this ID; otherwise the mail's link must be used.
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class WebSession(Base):

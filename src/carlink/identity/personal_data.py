@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
@@ -75,6 +75,7 @@ async def erase(session: AsyncSession, account_id: int) -> None:
     if account is None:
         return
     old_email = account.email
+    now = utcnow()
     new_email = erased_email(account_id)
     account.email = new_email
     account.display_name = ""
@@ -83,13 +84,20 @@ async def erase(session: AsyncSession, account_id: int) -> None:
     account.login_failures = 0
     account.login_locked_until = None
     if account.deleted_at is None:
-        account.deleted_at = utcnow()
+        account.deleted_at = now
     for table in (WebSession, RefreshToken, AuthorizationCode, LoginTransaction, StaffRole):
         await session.execute(delete(table).where(table.account_id == account_id))
-    # An invitation names the address it went to: keep the record of the invitation, not the address.
+    # A sign-in in progress names the address typed, before any account is known.
+    await session.execute(
+        delete(LoginTransaction).where(func.lower(LoginTransaction.username) == old_email.lower())
+    )
+    # An invitation names the address it went to: keep the record of the invitation, not the address. An
+    # open one is withdrawn, so its link can no longer make an ID for the erased address.
     for invitation in await session.scalars(
         select(Invitation).where((Invitation.account_id == account_id) | (Invitation.email == old_email))
     ):
         invitation.email = new_email
+        if invitation.used_at is None and invitation.replaced_at is None and invitation.cancelled_at is None:
+            invitation.cancelled_at = now
     await session.execute(delete(InvitationRequest).where(InvitationRequest.email == old_email))
     await session.flush()

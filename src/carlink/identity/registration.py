@@ -21,7 +21,7 @@ from carlink.identity.models import Account
 from carlink.identity.oidc import set_session_cookie
 from carlink.partners import service as partners
 from carlink.partners.models import Partner
-from carlink.store.portal import current_caller, form_number, form_status, render, see_other
+from carlink.store.portal import current_caller, form_caller, form_number, form_status, render, see_other
 
 router = APIRouter(include_in_schema=False)
 HOME = "/vehicles"
@@ -156,6 +156,21 @@ async def _invitation_page(
     request: Request, session: AsyncSession, token: str, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     welcome = await invitations.open_invitation(session, token)
+    if await identity.find_account(session, welcome.invitation.email) is not None:
+        # The address has an ID already: the person signs in with it and adds the car (no second ID).
+        caller = await current_caller(request, session)
+        return render(
+            request,
+            "register/add_car.html",
+            caller,
+            status=status,
+            section="",
+            welcome=welcome,
+            token=token,
+            vehicle_name=invitations.vehicle_name(welcome.vehicle),
+            signed_in_as=caller.account.email if caller else None,
+            **{key: value for key, value in context.items() if key == "error"},
+        )
     return render(
         request,
         "register/invitation.html",
@@ -214,3 +229,21 @@ async def accept(
                 return _gone_page(request, gone)
         web_token, _ = await identity.start_web_session(session, account)
     return _signed_in(account, web_token, f"/vehicles/{vehicle.vin}", request)
+
+
+@router.post("/register/{token}/add-car", response_model=None)
+async def add_car(request: Request, token: str, csrf_token: str = Form("")) -> Response:
+    """The invited address has an ID: signed in with it, the person takes the car into that ID."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await form_caller(request, session, csrf_token)
+        try:
+            vehicle = await invitations.claim_with_id(session, token, caller.account)
+        except invitations.InvitationGone as error:
+            return _gone_page(request, error)
+        except CarlinkError as error:
+            if error.status == 404:
+                return _gone_page(request, error)
+            return await _invitation_page(
+                request, session, token, status=form_status(error), error=error.message
+            )
+    return see_other(f"/vehicles/{vehicle.vin}")

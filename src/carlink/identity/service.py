@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.db.base import utcnow
+from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
 from carlink.identity.captcha import LIFETIME as CAPTCHA_LIFETIME
 from carlink.identity.captcha import check_captcha, token_nonce
@@ -80,6 +80,7 @@ async def create_account(
     pin: str | None = None,
     locale: str = "en",
     hashes: tuple[str, str | None] | None = None,
+    email_verified: bool = False,
 ) -> Account:
     """`hashes` (of password and PIN, made earlier by hash_secret) spares the argon2 work where many IDs
     share one password, as in the demo world."""
@@ -93,11 +94,13 @@ async def create_account(
         country=country.upper(),
         display_name=display_name,
         locale=locale,
+        email_verified_at=utcnow() if email_verified else None,
     )
     if pin is not None:
         account.pin_hash = hashes[1] if hashes and hashes[1] else hash_secret(_checked_pin(pin))
-    session.add(account)
-    await session.flush()
+    # Two registrations of one address at once (a double click): one ID, and the other is told.
+    if not await add_unique(session, account):
+        raise Conflict("an ID with this email address exists already", code="email_taken")
     return account
 
 
@@ -315,7 +318,9 @@ async def end_online_access(session: AsyncSession, account: Account, *, password
     await session.flush()
 
 
-async def delete_id(session: AsyncSession, account: Account, *, password: str) -> None:
+async def delete_id(
+    session: AsyncSession, account: Account, *, password: str, request_erasure: bool = False
+) -> None:
     """REQ: ACC-5 — Delete my ID: online access ends at once, running services stop (no subscription
     renews), the service settings are reset, the person leaves every car, and a mail confirms it. Full
     erasure is a separate, tracked request (PRV-5).
@@ -338,3 +343,8 @@ async def delete_id(session: AsyncSession, account: Account, *, password: str) -
         context={"name": account.display_name or account.email, "email": account.email},
         dedupe_key=f"account-{account.id}-deleted",
     )
+    if request_erasure:
+        from carlink.privacy import erasure  # privacy builds on identity
+
+        # Files PRV-5's tracked request now: a deleted ID can no longer sign in to ask for it.
+        await erasure.request_after_deletion(session, account)

@@ -412,3 +412,9 @@ async def answer(
             error=refusal.code,
             message=refusal.message[:300],
         )
+
+
+async def end_vehicle_logins(session: AsyncSession, vehicle_id: int) -> None:
+    """The car changed hands, left its owner's profile, or its security code changed: every ID logged into
+    it (visitors with the old code too) is logged out; the car learns it at its next start."""
+    await session.execute(delete(InCarLogin).where(InCarLogin.vehicle_id == vehicle_id))

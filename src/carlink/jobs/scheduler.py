@@ -12,8 +12,10 @@ import datetime as dt
 import logging
 
 from carlink import metrics
+from carlink.fod import service as packages
 from carlink.garage import service as garage
 from carlink.notify.delivery import deliver_due
+from carlink.partners import booking  # fixA: after-sales jobs (slots hourly, recall mails)
 from carlink.platform import Platform
 from carlink.remote import service as remote
 from carlink.store import contracts, entitlements
@@ -26,6 +28,8 @@ async def run_once(platform: Platform) -> None:
     await run_commands(platform)
     await run_store(platform)
     await deliver_due(platform.db, platform.settings)
+    await packages.renew_due(platform.db, platform.settings)  # issue 6: re-sign metadata before it expires
+    await booking.run_due(platform.db)  # fixA: slots for online booking (hourly), recall owners' mails
 
 
 async def run_store(platform: Platform) -> None:

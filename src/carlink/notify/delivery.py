@@ -101,11 +101,22 @@ class Sender:
         return cls(header=mail_from, address=address, domain=domain)
 
 
+# What a sent mail of these templates no longer keeps (docs/people.md): the confirmation of an erasure is
+# bound to no ID and must not keep the erased address; an invitation's body holds the registration link,
+# of which only the token's hash is stored anywhere else.
+ERASED_ADDRESS = "erased@erased.invalid"
+FORGET_AFTER_SENDING: dict[str, dict[str, str]] = {
+    "erasure_completed": {"to_address": ERASED_ADDRESS, "body_text": ""},
+    "invitation": {"body_text": "(the registration link is not kept after sending)"},
+}
+
+
 @dataclass(frozen=True)
 class ClaimedEmail:
     id: int
     to_address: str
     language: str
+    template: str
     subject: str
     body_text: str
     attempts: int
@@ -195,6 +206,7 @@ async def _claim_due(db: Database, limit: int) -> list[ClaimedEmail]:
                 OutboxEmail.id,
                 OutboxEmail.to_address,
                 OutboxEmail.language,
+                OutboxEmail.template,
                 OutboxEmail.subject,
                 OutboxEmail.body_text,
                 OutboxEmail.attempts,
@@ -203,7 +215,7 @@ async def _claim_due(db: Database, limit: int) -> list[ClaimedEmail]:
             .execution_options(synchronize_session=False)
         )
         rows = (await session.execute(claim)).all()
-    mails = [ClaimedEmail(*row, claimed_until=until) for row in rows]
+    mails = [ClaimedEmail(**row._asdict(), claimed_until=until) for row in rows]
     return sorted(mails, key=lambda mail: mail.id)
 
 
@@ -224,7 +236,8 @@ async def _update_if_still_ours(db: Database, mail: ClaimedEmail, **values: Any)
 
 
 async def _mark_sent(db: Database, mail: ClaimedEmail) -> None:
-    if await _update_if_still_ours(db, mail, state="sent", sent_at=utcnow(), claimed_until=None):
+    forget = FORGET_AFTER_SENDING.get(mail.template, {})
+    if await _update_if_still_ours(db, mail, state="sent", sent_at=utcnow(), claimed_until=None, **forget):
         log.info("outbox mail %d sent", mail.id)
     else:
         # Our claim lapsed during the send and another instance took the row: it may send it once more,

@@ -18,10 +18,13 @@ async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
         .where(Notification.account_id == account_id)
         .order_by(Notification.created_at.desc(), Notification.id.desc())
     )
+    account = await session.get(Account, account_id)
+    # Mails bound to no ID (an invitation, a mail to the address before the ID existed) by the address.
+    to_person = OutboxEmail.account_id == account_id
+    if account is not None:
+        to_person = to_person | (OutboxEmail.to_address == account.email)
     mails = await session.scalars(
-        select(OutboxEmail)
-        .where(OutboxEmail.account_id == account_id)
-        .order_by(OutboxEmail.created_at.desc(), OutboxEmail.id.desc())
+        select(OutboxEmail).where(to_person).order_by(OutboxEmail.created_at.desc(), OutboxEmail.id.desc())
     )
     return {
         "notifications": [

@@ -131,7 +131,7 @@ def slot_out(row: ServiceSlot, country: str) -> SlotOut:
     )
 
 
-def appointment_out(row: Appointment, country: str) -> AppointmentOut:
+def appointment_out(row: Appointment, country: str, *, show_note: bool = True) -> AppointmentOut:
     return AppointmentOut(
         id=row.id,
         starts_at=row.starts_at,
@@ -139,7 +139,7 @@ def appointment_out(row: Appointment, country: str) -> AppointmentOut:
         partner_id=row.partner_id,
         kind=row.kind,
         recall_id=row.recall_id,
-        note=row.note,
+        note=row.note if show_note else "",
         state=row.state,
         booked_by=row.booked_by,
     )
@@ -227,8 +227,12 @@ async def appointments(vin: str, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
         desk = await booking.service_desk(session, caller.account, vin)
-        country = desk.partner.country if desk.partner else "DE"
-        return {"appointments": [appointment_out(row, country) for row in desk.appointments]}
+        return {
+            "appointments": [
+                appointment_out(row, desk.country_of(row), show_note=desk.shows_note(row))
+                for row in desk.appointments
+            ]
+        }
 
 
 @router.post("/vehicles/{vin}/appointments", status_code=201, response_model=None)

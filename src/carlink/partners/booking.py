@@ -3,22 +3,27 @@
 Slots are stored in UTC and shown in the partner's local time. Two people may click the same slot at the
 same moment: booking locks the slot row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite units of work
 take turns) and claims it with a conditional UPDATE (``... WHERE appointment_id IS NULL``) checked by its
-row count, so exactly one wins. The loser gets 409 `slot_taken`.
+row count, so exactly one wins. The loser gets 409 `slot_taken`. A recall is claimed the same way
+(``... WHERE state = 'open'``) before its appointment is made: 409 `recall_booked` for the second.
+
+The jobs role keeps the slots of the partners in countries that book online (`ensure_slots`, hourly).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.catalog.money import SUPPORTED_LOCALES
-from carlink.db.base import utcnow
+from carlink.db.base import Database, utcnow
 from carlink.errors import CarlinkError, Conflict, NotFound, vehicle_not_found
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
@@ -184,6 +189,77 @@ def opening_hours(
     return starts
 
 
+async def ensure_slots(session: AsyncSession, now: dt.datetime) -> int:
+    """REQ: PAR-2 — every partner in a country that books online gets its opening hours as free slots for
+    the next BOOKING_DAYS + 1 local days; answers how many were added.
+
+    Idempotent and safe when two jobs instances run it at once: only missing slots are inserted, and the
+    unique (partner_id, starts_at) turns a slot the other instance just added into nothing
+    (``ON CONFLICT DO NOTHING``).
+    """
+    workshops = (
+        await session.execute(
+            select(Partner.id, Partner.country)
+            .join(Country, Country.code == Partner.country)
+            .where(Country.online_booking.is_(True))
+        )
+    ).all()
+    if not workshops:
+        return 0
+    horizon = now + dt.timedelta(days=BOOKING_DAYS + 2)
+    present = set(
+        (
+            await session.execute(
+                select(ServiceSlot.partner_id, ServiceSlot.starts_at).where(
+                    ServiceSlot.partner_id.in_([partner_id for partner_id, _ in workshops]),
+                    ServiceSlot.starts_at > now,
+                    ServiceSlot.starts_at < horizon,
+                )
+            )
+        ).all()
+    )
+    missing = [
+        {"partner_id": partner_id, "starts_at": start, "minutes": 60}
+        for partner_id, country in workshops
+        for start in opening_hours(local_time(now, country).date(), BOOKING_DAYS + 1, country)
+        if start > now and (partner_id, start) not in present
+    ]
+    added = 0
+    for first in range(0, len(missing), _SLOTS_PER_INSERT):
+        statement = _insert_slots(session).values(missing[first : first + _SLOTS_PER_INSERT])
+        result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+            statement.on_conflict_do_nothing(index_elements=["partner_id", "starts_at"])
+        )
+        added += max(result.rowcount, 0)
+    return added
+
+
+_SLOTS_PER_INSERT = 1000  # well below SQLite's limit of bound parameters per statement
+
+
+def _insert_slots(session: AsyncSession) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(ServiceSlot)
+    return sqlite_insert(ServiceSlot)
+
+
+SLOTS_EVERY = dt.timedelta(hours=1)
+_slots_checked: dict[str, dt.datetime] = {}  # when this process last added slots ("at")
+
+
+async def run_due(db: Database) -> None:
+    """The jobs role's after-sales work (one line in jobs.scheduler.run_once): slots at most once an hour,
+    and the owners of recalled cars not told yet, a batch per round."""
+    now = utcnow()
+    last = _slots_checked.get("at")
+    if last is None or not last <= now < last + SLOTS_EVERY:
+        async with db.transaction() as session:
+            await ensure_slots(session, now)
+        _slots_checked["at"] = now
+    async with db.transaction() as session:
+        await recalls.notify_recall_owners(session)
+
+
 # --- appointments -------------------------------------------------------------------------------------------
 
 
@@ -200,7 +276,8 @@ async def book(
     recall_id: int | None = None,
     booked_by: str = BY_CUSTOMER,
 ) -> Appointment:
-    """Books a free slot of `partner` for the car; 409 `slot_taken` when someone was quicker (PAR-2)."""
+    """Books a free slot of `partner` for the car; 409 `slot_taken` when someone was quicker (PAR-2), 409
+    `recall_booked` when the car's recall was booked a moment ago (PAR-3)."""
     # Locked first (PostgreSQL): the second of two clicks waits here and then finds the slot taken. Without
     # the lock both would insert an appointment (whose foreign key share-locks the slot) and deadlock.
     slot = (
@@ -216,13 +293,19 @@ async def book(
         raise CarlinkError("this time has passed; please choose another one", code="slot_past")
     if kind not in KINDS:
         raise CarlinkError("unknown kind of appointment", code="invalid_kind")
+    recall = recall_id if kind == RECALL else None
+    if kind == RECALL:
+        if recall is None:
+            raise CarlinkError("name the recall to book", code="recall_not_found", status=404)
+        # Claimed before the appointment exists: a recall booked twice at once is refused, not doubled.
+        await recalls.claim_for_booking(session, recall, vehicle.id)
     appointment = Appointment(
         slot_id=slot.id,
         partner_id=partner.id,
         vehicle_id=vehicle.id,
         account_id=account.id,
         kind=kind,
-        recall_id=recall_id,
+        recall_id=recall,
         note=note.strip()[:NOTE_LENGTH],
         phone=phone.strip()[:40],
         booked_by=booked_by,
@@ -237,13 +320,13 @@ async def book(
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
-        # A refusal commits the unit of work: take back the appointment that lost the race first.
+        # A refusal commits the unit of work: take back the appointment (and the recall) that lost the race.
         await session.delete(appointment)
+        if recall is not None:
+            await recalls.move(session, recall, vehicle.id, recalls.OPEN)
         await session.flush()
         raise Conflict("someone has just booked this time; please choose another one", code="slot_taken")
     await session.refresh(slot)
-    if kind == RECALL and recall_id is not None:
-        await recalls.move(session, recall_id, vehicle.id, recalls.BOOKED)
     await _confirm(session, appointment, partner, vehicle, account)
     return appointment
 
@@ -298,6 +381,29 @@ async def release(session: AsyncSession, appointment: Appointment) -> None:
     if appointment.kind == RECALL and appointment.recall_id is not None:
         await recalls.move(session, appointment.recall_id, appointment.vehicle_id, recalls.OPEN)
     await session.flush()
+
+
+async def release_for_leavers(session: AsyncSession, vehicle_id: int, account_ids: list[int]) -> None:
+    """People who left the car (a change of owner) keep no future appointments on it: each is cancelled,
+    its slot freed for others and its recall open again for the new owner to book."""
+    if not account_ids:
+        return
+    rows = await session.scalars(
+        select(Appointment).where(
+            Appointment.vehicle_id == vehicle_id,
+            Appointment.account_id.in_(account_ids),
+            Appointment.state == BOOKED,
+            Appointment.starts_at > utcnow(),
+        )
+    )
+    for appointment in list(rows):
+        await release(session, appointment)
+
+
+def may_see_note(appointment: Appointment, account_id: int) -> bool:
+    """An appointment's note is its booker's words (or the dealer's to them): other users of the car don't
+    read it."""
+    return appointment.account_id == account_id
 
 
 async def appointment_of(session: AsyncSession, vehicle_id: int, appointment_id: int) -> Appointment:
@@ -357,6 +463,19 @@ class ServiceDesk:
     slots: list[ServiceSlot]
     appointments: list[Appointment]
     recalls: list[tuple[RecallCampaign, RecallVehicle]]
+    # partner id -> its country, for each appointment's partner (a person may have changed partner since).
+    partner_countries: dict[int, str] = field(default_factory=dict)
+
+    def country_of(self, appointment: Appointment) -> str:
+        """Where the appointment takes place: its time is shown in that workshop's zone."""
+        fallback = self.partner.country if self.partner else "DE"
+        return self.partner_countries.get(appointment.partner_id, fallback)
+
+    def shows_note(self, appointment: Appointment) -> bool:
+        return may_see_note(appointment, self.entry.membership.account_id)
+
+    def can_cancel(self, appointment: Appointment) -> bool:
+        return may_cancel(appointment, self.entry)
 
     @property
     def online_booking(self) -> bool:
@@ -382,9 +501,11 @@ async def service_desk(session: AsyncSession, account: Account, vin: str) -> Ser
         or (country.recall_booking and any(row.state == recalls.OPEN for _, row in active))
     )
     slots = await free_slots(session, partner.id) if partner and wants_slots else []
-    return ServiceDesk(
-        entry, partner, country, slots, await appointments_of_vehicle(session, entry.vehicle.id), active
-    )
+    appointments = await appointments_of_vehicle(session, entry.vehicle.id)
+    partner_ids = {appointment.partner_id for appointment in appointments}
+    located = select(Partner.id, Partner.country).where(Partner.id.in_(partner_ids))
+    countries = {row[0]: row[1] for row in (await session.execute(located)).all()} if partner_ids else {}
+    return ServiceDesk(entry, partner, country, slots, appointments, active, countries)
 
 
 async def book_for_customer(
@@ -429,8 +550,16 @@ async def book_for_customer(
 
 
 async def cancel_for_customer(session: AsyncSession, account: Account, vin: str, appointment_id: int) -> None:
+    """The booker or the car's main user cancels; for another user of the car it does not exist (404)."""
     entry = await garage.garage_entry(session, account, vin)
-    await cancel(session, await appointment_of(session, entry.vehicle.id, appointment_id))
+    appointment = await appointment_of(session, entry.vehicle.id, appointment_id)
+    if not may_cancel(appointment, entry):
+        raise NotFound("no such appointment", code="appointment_not_found")
+    await cancel(session, appointment)
+
+
+def may_cancel(appointment: Appointment, entry: GarageEntry) -> bool:
+    return appointment.account_id == entry.membership.account_id or entry.is_main_user
 
 
 async def served_vehicle(session: AsyncSession, partner_id: int, raw_vin: str) -> Vehicle:

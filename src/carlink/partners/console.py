@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, NotFound
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
@@ -155,7 +156,7 @@ async def _sale_form(
     entered = {
         "buyer_country": country,
         "language": COUNTRY_LANGUAGES.get(country, "en"),
-        "model_year": str(dt.date.today().year),
+        "model_year": str(utcnow().year),
     } | context.pop("entered", {})
     return _console(
         request,

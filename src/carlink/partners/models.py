@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carlink.db.base import Base, utcnow
@@ -70,6 +70,8 @@ class Sale(Base):
     """A dealer recorded the sale of a car to a buyer (ACC-2); the latest sale of a VIN names its dealer."""
 
     __tablename__ = "sales"
+    # The latest sale of a car is the one no later sale of it follows (partners.dealers): a lookup here.
+    __table_args__ = (Index("ix_sales_vehicle_id_id", "vehicle_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
@@ -169,3 +171,5 @@ class RecallVehicle(Base):
     state: Mapped[str] = mapped_column(String(8), default="open")
     done_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     done_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), default=None)
+    # When the car's main user was told by mail (or was gone); None: the jobs role still tells them.
+    notified_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)

@@ -13,11 +13,13 @@ from typing import Any
 from babel.dates import format_date
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.catalog.money import SUPPORTED_LOCALES
 from carlink.errors import CarlinkError
 from carlink.garage import service as garage
+from carlink.garage.models import Vehicle
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.partners import availability, booking, dealers, manuals, recalls
@@ -340,12 +342,11 @@ async def _dealer_page(
     status: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    served = await dealers.served_vehicle_ids(session, partner.id)
-    cars = [
-        vehicle
-        for vehicle_id in sorted(served)
-        if (vehicle := await garage.vehicle_by_id(session, vehicle_id))
-    ]
+    cars = list(
+        await session.scalars(
+            select(Vehicle).where(Vehicle.id.in_(dealers.served_vehicles(partner.id))).order_by(Vehicle.vin)
+        )
+    )
     return _page(
         request,
         "dealer/appointments.html",

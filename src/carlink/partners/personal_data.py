@@ -6,13 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.garage.models import Vehicle
+from carlink.identity.models import Account
 from carlink.partners import booking
 from carlink.partners.models import Partner, PreferredPartner, Sale
+
+
+async def _sales_to(session: AsyncSession, account_id: int) -> ColumnElement[bool]:
+    """The sales of the person: linked to the ID, or recorded to its address and never linked (the buyer
+    never used the invitation). The erasure runs this before the identity rewrites the address."""
+    account = await session.get(Account, account_id)
+    if account is None:
+        return Sale.buyer_account_id == account_id
+    return (Sale.buyer_account_id == account_id) | (func.lower(Sale.buyer_email) == account.email.lower())
 
 
 async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
@@ -45,7 +55,9 @@ async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
             }
         )
     sales = []
-    for sale in await session.scalars(select(Sale).where(Sale.buyer_account_id == account_id)):
+    for sale in await session.scalars(
+        select(Sale).where(await _sales_to(session, account_id)).order_by(Sale.sold_at, Sale.id)
+    ):
         partner = await session.get(Partner, sale.partner_id)
         vehicle = await session.get(Vehicle, sale.vehicle_id)
         sales.append(
@@ -76,7 +88,7 @@ async def erase(session: AsyncSession, account_id: int) -> None:
     # The dealer's record of the sale stays (which car it sold when), without who bought it.
     await session.execute(
         update(Sale)
-        .where(Sale.buyer_account_id == account_id)
+        .where(await _sales_to(session, account_id))
         .values(buyer_email=f"erased-{account_id}@erased.invalid", buyer_name="")
     )
     await session.flush()

@@ -11,7 +11,11 @@ from carlink.partners.models import Country, Partner, PartnerStaff, PreferredPar
 
 
 async def country(session: AsyncSession, code: str) -> Country | None:
-    return await session.get(Country, code.strip().upper()[:2])
+    """The country of an ISO 3166 alpha-2 code; None for anything else."""
+    code = code.strip().upper()
+    if len(code) != 2 or not (code.isascii() and code.isalpha()):
+        return None
+    return await session.get(Country, code)
 
 
 async def countries(session: AsyncSession) -> list[Country]:

@@ -33,6 +33,7 @@ OPERATOR_NOTICES = {
     "published": "The new version is published; every ID was told in its notification centre.",
     "completed": "Erased: the person's data is removed and a confirmation mail is on its way.",
     "rejected": "The request is rejected.",
+    "opened": "The erasure request is open; complete it once you have checked the mail.",
 }
 
 
@@ -202,13 +203,19 @@ async def publish(
     title: str = Form(""),
     summary: str = Form(""),
     rows: str = Form(""),
+    based_on: str = Form(""),
     csrf_token: str = Form(""),
 ) -> Response:
     async with platform_of(request).db.transaction() as session:
         caller, _ = await _staff(request, session, identity.OPERATOR, csrf_token)
         try:
             await service.publish_policy(
-                session, caller.account, title=title, summary=summary, rows=rules.parse_policy_rows(rows)
+                session,
+                caller.account,
+                based_on=form_number(based_on),
+                title=title,
+                summary=summary,
+                rows=rules.parse_policy_rows(rows),
             )
         except CarlinkError as error:
             return await _policy_page(
@@ -294,6 +301,27 @@ async def _decide(
 @router.get("/operator/erasure-requests", response_model=None)
 async def operator_requests(request: Request, state: str = "", done: str = "") -> Response:
     return await _list(request, identity.OPERATOR, state, done)
+
+
+@router.post("/operator/erasure-requests/open", response_model=None)
+async def operator_open(request: Request, email: str = Form(""), csrf_token: str = Form("")) -> Response:
+    """Opens the request of an ID by its address, for a person who deleted the ID and wrote to the privacy
+    contact (they can no longer sign in to ask); audit-logged like a request the person makes."""
+    async with platform_of(request).db.transaction() as session:
+        caller, staff = await _staff(request, session, identity.OPERATOR, csrf_token)
+        try:
+            await erasure.open_for_address(session, staff, email)
+        except CarlinkError as error:
+            return await _erasure_page(
+                request,
+                session,
+                caller,
+                staff,
+                status=form_status(error),
+                open_error=error.message,
+                open_email=email[:254],
+            )
+    return see_other("/operator/erasure-requests?done=opened")
 
 
 @router.post("/operator/erasure-requests/{request_id}/complete", response_model=None)

@@ -26,13 +26,13 @@ from carlink.identity.models import Account, StaffRole
 from carlink.incar import personal_data as incar_data
 from carlink.notify import personal_data as notify_data
 from carlink.notify.service import notify, send_email
-from carlink.partners import dealers
 from carlink.partners import personal_data as partners_data
 from carlink.partners import service as partners
 from carlink.privacy import personal_data as privacy_data
 from carlink.privacy import rules
 from carlink.privacy.models import ErasureRequest
-from carlink.privacy.service import audit
+from carlink.privacy.service import audit, lock_account
+from carlink.remote import personal_data as remote_data
 from carlink.store import personal_data as store_data
 from carlink.store.models import Contract
 from carlink.store.rules import ENTITLED
@@ -40,13 +40,14 @@ from carlink.store.rules import ENTITLED
 Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 
 
-# Every domain's erase, in an order that works: mails are found by the old address, so the identity (which
-# changes the address) comes last.
+# Every domain's erase, in an order that works: mails and unlinked sales are found by the old address, so
+# the identity (which changes the address) comes last.
 ERASERS: tuple[tuple[str, Eraser], ...] = (
     ("notify", notify_data.erase),
     ("store", store_data.erase),
     ("partners", partners_data.erase),
     ("incar", incar_data.erase),
+    ("remote", remote_data.erase),
     ("garage", garage_data.erase),
     ("privacy", privacy_data.erase),
     ("identity", identity_data.erase),
@@ -100,6 +101,44 @@ async def request_erasure(session: AsyncSession, account: Account, *, password: 
     """The person asks for their ID and data to be erased (PRV-5); the password confirms it is them."""
     if not identity.verify_secret(account.password_hash, password):
         raise Forbidden("that is not your password", code="password_wrong")
+    return await _open(session, account, actor_id=account.id, actor_role="person")
+
+
+async def request_after_deletion(session: AsyncSession, account: Account) -> ErasureRequest:
+    """REQ: ACC-5, PRV-5 — the person deleting their ID ticked "Also erase my data": the request opens in
+    the same unit of work. The caller (identity.delete_id) has just checked the password."""
+    return await _open(
+        session, account, actor_id=account.id, actor_role="person", detail={"with_deletion": True}
+    )
+
+
+async def open_for_address(session: AsyncSession, staff: StaffRole, email: str) -> ErasureRequest:
+    """An operator opens the request of an ID by its address: for a person who deleted their ID (and can no
+    longer sign in to ask) and wrote to the privacy contact."""
+    try:
+        address = identity.normalise_email(email)
+    except CarlinkError:
+        address = ""
+    account = await session.scalar(select(Account).where(Account.email == address)) if address else None
+    if account is None or address.endswith("@erased.invalid"):
+        raise CarlinkError(
+            "No ID has this email address (an erased ID no longer has one). Check the address in the mail.",
+            code="erasure_address_unknown",
+        )
+    return await _open(session, account, actor_id=staff.account_id, actor_role=staff.role)
+
+
+async def _open(
+    session: AsyncSession,
+    account: Account,
+    *,
+    actor_id: int,
+    actor_role: str,
+    detail: dict[str, Any] | None = None,
+) -> ErasureRequest:
+    """The person's open request, or a new one. Two submits at once give one request: the person's row is
+    held (PostgreSQL; SQLite's units of work take turns anyway) until this unit of work ends."""
+    await lock_account(session, account.id)
     blockers = await blocking_vehicles(session, account.id)
     if blockers:
         raise blocked_error(blockers)
@@ -110,46 +149,46 @@ async def request_erasure(session: AsyncSession, account: Account, *, password: 
     row = ErasureRequest(account_id=account.id, partner_id=preferred.id if preferred else None)
     session.add(row)
     await session.flush()
-    await notify(
-        session,
-        account_id=account.id,
-        kind="erasure_requested",
-        title="We received your request to erase your ID",
-        body="Your dealer or our team will complete it and confirm by email.",
-        link="/privacy#erasure",
-        dedupe_key=f"erasure-{row.id}-requested",
-    )
+    if account.deleted_at is None:
+        # A deleted ID can no longer sign in to read its notification centre.
+        await notify(
+            session,
+            account_id=account.id,
+            kind="erasure_requested",
+            title="We received your request to erase your ID",
+            body="Your dealer or our team will complete it and confirm by email.",
+            link="/privacy#erasure",
+            dedupe_key=f"erasure-{row.id}-requested",
+        )
     await audit(
         session,
-        actor_id=account.id,
-        actor_role="person",
+        actor_id=actor_id,
+        actor_role=actor_role,
         action="erasure.requested",
         subject_account_id=account.id,
         erasure_request_id=row.id,
+        detail=detail,
     )
     return row
 
 
 async def _dealer_sees(session: AsyncSession, partner_id: int, request: ErasureRequest) -> bool:
-    return request.partner_id == partner_id or await dealers.serves_customer(
-        session, partner_id, request.account_id
-    )
+    # Only the partner the person had chosen when asking: a sale recorded later by another dealer must
+    # not give that dealer the power to erase the person.
+    return request.partner_id == partner_id
 
 
 async def requests_for(
     session: AsyncSession, staff: StaffRole, *, state: str | None = None
 ) -> list[ErasureRequest]:
-    """Operators see every request; a dealer those of its own customers."""
+    """Operators see every request; a dealer those of the people who chose it as their partner."""
     query = select(ErasureRequest).order_by(ErasureRequest.requested_at.desc(), ErasureRequest.id.desc())
     if state:
         query = query.where(ErasureRequest.state == state)
     if staff.role == identity.OPERATOR:
         return list(await session.scalars(query.limit(500)))
     assert staff.partner_id is not None
-    customers = await dealers.customer_ids(session, staff.partner_id)
-    query = query.where(
-        (ErasureRequest.account_id.in_(customers)) | (ErasureRequest.partner_id == staff.partner_id)
-    )
+    query = query.where(ErasureRequest.partner_id == staff.partner_id)
     return list(await session.scalars(query.limit(500)))
 
 
@@ -189,9 +228,15 @@ async def complete(session: AsyncSession, staff: StaffRole, request_id: int) -> 
     account = await session.get(Account, request.account_id)
     old_email = account.email if account is not None else ""
     language = account.locale if account is not None else "en"
-    for domain, erase in ERASERS:
-        await erase(session, request.account_id)
-        await _audit_step(session, staff, request, "erasure.domain_erased", {"domain": domain})
+    # All or nothing: a domain refusing (a CarlinkError, which the unit of work commits) must not leave
+    # half an erasure behind, so the domains run in a savepoint that a refusal rolls back. The attempt is
+    # written first, outside it: a refused attempt stays in the trail, and the write opens the transaction
+    # on SQLite, whose driver starts one only at a write and would otherwise commit at the savepoint's end.
+    await _audit_step(session, staff, request, "erasure.started", {})
+    async with session.begin_nested():
+        for domain, erase in ERASERS:
+            await erase(session, request.account_id)
+            await _audit_step(session, staff, request, "erasure.domain_erased", {"domain": domain})
     request.state = rules.COMPLETED
     request.decided_at = utcnow()
     request.decided_by = staff.account_id

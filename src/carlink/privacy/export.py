@@ -24,6 +24,7 @@ from carlink.notify import personal_data as notify_data
 from carlink.partners import personal_data as partners_data
 from carlink.privacy import personal_data as privacy_data
 from carlink.privacy.service import audit
+from carlink.remote import personal_data as remote_data
 from carlink.store import personal_data as store_data
 from carlink.web.templating import TEMPLATES
 
@@ -37,6 +38,7 @@ EXPORTERS: tuple[tuple[str, Exporter], ...] = (
     ("store", store_data.export),
     ("partners", partners_data.export),
     ("incar", incar_data.export),
+    ("remote", remote_data.export),
     ("privacy", privacy_data.export),
     ("notify", notify_data.export),
 )

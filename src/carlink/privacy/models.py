@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carlink.db.base import Base, utcnow
@@ -32,7 +32,10 @@ class PolicyAcceptance(Base):
     """A person accepted a version of the policy (PRV-1), with the time and where."""
 
     __tablename__ = "policy_acceptances"
-    __table_args__ = (Index("ix_policy_acceptances_account_id_version", "account_id", "version"),)
+    # One acceptance per person and version: accepting twice at once keeps the first (privacy.service).
+    __table_args__ = (
+        Index("ix_policy_acceptances_account_id_version", "account_id", "version", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -72,7 +75,17 @@ class ErasureRequest(Base):
     """
 
     __tablename__ = "erasure_requests"
-    __table_args__ = (Index("ix_erasure_requests_state_requested_at", "state", "requested_at"),)
+    __table_args__ = (
+        Index("ix_erasure_requests_state_requested_at", "state", "requested_at"),
+        # At most one open request per person, also when the form is sent twice at once.
+        Index(
+            "uq_erasure_requests_account_id_open",
+            "account_id",
+            unique=True,
+            sqlite_where=text("state = 'requested'"),
+            postgresql_where=text("state = 'requested'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)

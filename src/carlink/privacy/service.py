@@ -69,21 +69,30 @@ async def latest_acceptance(session: AsyncSession, account_id: int) -> PolicyAcc
     )
 
 
+async def lock_account(session: AsyncSession, account_id: int) -> None:
+    """Holds the person's account row until the unit of work ends (PostgreSQL), so that two submits of the
+    same form at once take turns; SQLite's units of work take turns anyway (FOR UPDATE is left out there)."""
+    await session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+
+
 async def accept_policy(
     session: AsyncSession, account_id: int, version: int, *, channel: str = "portal"
 ) -> PolicyAcceptance:
-    """Records that the person accepted this version now; accepting the same version again keeps the first."""
+    """Records that the person accepted this version now; accepting the same version again (also twice at
+    the same moment) keeps the first."""
     await policy_version(session, version)
-    existing = await session.scalar(
-        select(PolicyAcceptance).where(
-            PolicyAcceptance.account_id == account_id, PolicyAcceptance.version == version
-        )
+    await lock_account(session, account_id)
+    mine = select(PolicyAcceptance).where(
+        PolicyAcceptance.account_id == account_id, PolicyAcceptance.version == version
     )
+    existing = await session.scalar(mine.order_by(PolicyAcceptance.id).limit(1))
     if existing is not None:
         return existing
     row = PolicyAcceptance(account_id=account_id, version=version, channel=channel)
-    session.add(row)
-    await session.flush()
+    if not await add_unique(session, row):
+        found = await session.scalar(mine.order_by(PolicyAcceptance.id).limit(1))
+        assert found is not None
+        return found
     return row
 
 
@@ -95,13 +104,23 @@ def policy_text(policy: PolicyVersion, language: str) -> dict[str, Any]:
 
 
 async def publish_policy(
-    session: AsyncSession, actor: Account, *, title: str, summary: str, rows: list[dict[str, str]]
+    session: AsyncSession,
+    actor: Account,
+    *,
+    based_on: int,
+    title: str,
+    summary: str,
+    rows: list[dict[str, str]],
 ) -> PolicyVersion:
-    """Publishes the next version and tells every ID in its notification centre (PRV-1).
+    """Publishes the version after `based_on` (the one the operator's form showed) and tells every ID in its
+    notification centre (PRV-1). A form sent twice, or after someone else published, is refused rather
+    than publishing the same text again as the version after.
 
     One INSERT … SELECT writes all notifications, however many IDs there are."""
     rules.check_policy_text(title, summary, rows)
     latest = await latest_policy(session)
+    if latest.version != based_on:
+        raise _version_taken(latest.version)
     texts = dict(latest.texts or {})
     # Operators write the English text; German and Japanese readers see it in English until the
     # translations come (an earlier version's translation would say something else).
@@ -110,10 +129,7 @@ async def publish_policy(
         texts.pop(language, None)
     version = PolicyVersion(version=latest.version + 1, texts=texts, published_by=actor.id)
     if not await add_unique(session, version):
-        raise Conflict(
-            f"version {version.version} was published a moment ago by someone else; reload and check it",
-            code="policy_version_taken",
-        )
+        raise _version_taken(version.version)
     now = utcnow()
     # "||" on both SQLite and PostgreSQL: one unique dedupe key per ID.
     key = literal(f"policy-{version.version}-", String) + cast(Account.id, String)
@@ -139,6 +155,14 @@ async def publish_policy(
         detail={"version": version.version},
     )
     return version
+
+
+def _version_taken(version: int) -> CarlinkError:
+    return Conflict(
+        f"version {version} was published a moment ago (maybe by this very form, sent twice); "
+        "check it before publishing another",
+        code="policy_version_taken",
+    )
 
 
 # --- consent (PRV-2, PRV-3) -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
@@ -56,11 +56,12 @@ async def register_card(
 
 
 async def cards_of(session: AsyncSession, partner_id: int) -> list[tuple[DriverCard, Vehicle]]:
-    """The dealer's cards, the active ones first."""
+    """The dealer's cards of the cars it serves now, the active ones first."""
+    served = await dealers.served_vehicle_ids(session, partner_id)
     rows = await session.execute(
         select(DriverCard, Vehicle)
         .join(Vehicle, Vehicle.id == DriverCard.vehicle_id)
-        .where(DriverCard.partner_id == partner_id)
+        .where(DriverCard.partner_id == partner_id, DriverCard.vehicle_id.in_(served))
         .order_by(DriverCard.revoked_at.is_not(None), DriverCard.registered_at.desc(), DriverCard.id.desc())
     )
     return [(card, vehicle) for card, vehicle in rows.all()]
@@ -80,3 +81,13 @@ async def active_cards(session: AsyncSession, vehicle_id: int) -> list[DriverCar
         select(DriverCard).where(DriverCard.vehicle_id == vehicle_id, DriverCard.revoked_at.is_(None))
     )
     return list(rows)
+
+
+async def revoke_cards_of_vehicle(session: AsyncSession, vehicle_id: int) -> None:
+    """The car changed hands: the previous owner's drivers' cards no longer count (SEC-2)."""
+    await session.execute(
+        update(DriverCard)
+        .where(DriverCard.vehicle_id == vehicle_id, DriverCard.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -454,10 +454,12 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
         async with platform.db.transaction() as session:
             row = await session.get(Contract, contract.id, with_for_update=True, populate_existing=True)
             assert row is not None
-            if row.period != contract.period or row.state != ContractState.ACTIVE:
-                continue  # another jobs instance finished this period, or the person withdrew meanwhile
+            if row.period != contract.period:
+                continue  # another jobs instance finished this period
             row.claimed_until = None
             if result is not None and result.status == ChargeStatus.SUCCEEDED:
+                # Charged: the period is paid and added even if the person cancelled while the charge ran
+                # (the contract then simply runs to the end of the paid period, and renews no more).
                 row.period += 1
                 row.ends_at = add_months(row.ends_at, row.term_months)
                 session.add(
@@ -473,6 +475,8 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
                 await _mail_owner(session, row, "subscription_renewed", f"renewed-{row.period}")
                 metrics.RENEWALS.labels("renewed").inc()
                 renewed += 1
+            elif row.state != ContractState.ACTIVE:
+                continue  # cancelled or withdrawn meanwhile, and nothing was charged
             else:
                 if not same_owner:
                     reason = "owner_changed"

@@ -42,14 +42,18 @@ async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
         await session.scalars(select(Order).where(Order.account_id == account_id).order_by(Order.id))
     )
     vins = await _vins(session, {o.vehicle_id for o in orders})
-    payments = list(
-        await session.scalars(
-            select(Payment).where(Payment.order_id.in_([o.id for o in orders])).order_by(Payment.id)
-        )
-    )
     contracts = list(
         await session.scalars(
             select(Contract).where(Contract.buyer_account_id == account_id).order_by(Contract.id)
+        )
+    )
+    numbers = {contract.id: contract.number for contract in contracts}
+    # The orders' charges and refunds, and the renewals charged on the person's contracts.
+    payments = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.order_id.in_([o.id for o in orders]) | Payment.contract_id.in_(list(numbers)))
+            .order_by(Payment.id)
         )
     )
     contract_vins = await _vins(session, {c.vehicle_id for c in contracts})
@@ -100,6 +104,7 @@ async def export(session: AsyncSession, account_id: int) -> dict[str, Any]:
                 "amount_minor": payment.amount_minor,
                 "currency": payment.currency,
                 "order_id": payment.order_id,
+                "contract": numbers.get(payment.contract_id or 0),
                 "at": payment.created_at.isoformat(),
             }
             for payment in payments

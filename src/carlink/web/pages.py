@@ -425,12 +425,15 @@ async def set_pin(
 
 
 @router.post("/account/delete", response_model=None)
-async def delete_id(request: Request, password: str = Form(""), csrf_token: str = Form("")) -> Response:
-    """REQ: ACC-5 — Delete my ID, confirmed with the password; the browser is signed out at once."""
+async def delete_id(
+    request: Request, password: str = Form(""), erase: str = Form(""), csrf_token: str = Form("")
+) -> Response:
+    """REQ: ACC-5 — Delete my ID, confirmed with the password; the browser is signed out at once. Ticking
+    "also erase my data" files the erasure request of PRV-5 in the same step."""
     async with platform_of(request).db.transaction() as session:
         caller = await _signed_in(request, session, csrf_token)
         try:
-            await identity.delete_id(session, caller.account, password=password)
+            await identity.delete_id(session, caller.account, password=password, request_erasure=bool(erase))
         except CarlinkError as error:
             return _account_page(request, caller, status=_form_status(error), delete_error=error.message)
     response = _render(request, "message.html", None, title="Your ID is deleted", message=DELETED_NOTICE)
