@@ -196,22 +196,9 @@ def mosquitto_config(
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Runs one unit of work against the configured database (migrated first, catalogue seeded)."""
     from carlink.catalog.seed import ensure_catalogue
-    from carlink.db.base import Database
-    from carlink.db.migrate import upgrade
+    from carlink.db.migrate import run_migrated
 
-    settings = get_settings()
-
-    async def run() -> T:
-        await upgrade(settings.database_url)
-        db = Database(settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await ensure_catalogue(session)
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
+    return run_migrated(get_settings().database_url, work, ensure_catalogue)
 
 
 @catalog_app.command("list")

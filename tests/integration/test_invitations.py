@@ -85,6 +85,12 @@ async def latest_link(stack: Stack, address: str) -> str:
     return found.group(1)
 
 
+def form_token_of(html: str) -> str:
+    found = re.search(r'name="form_token" value="([^"]+)"', html)
+    assert found is not None, "the registration form has no form token"
+    return found.group(1)
+
+
 def registration(partner: int, **changes: str) -> dict[str, str]:
     return {
         "display_name": "Nora Neu",
@@ -121,20 +127,28 @@ async def test_a_sale_invites_the_buyer_who_registers_once_and_finds_the_car(
         form = await buyer.get(link)
         assert form.status_code == 200 and BUYER in form.text
         assert f'<option value="{stuttgart}" selected>' in form.text
-        differ = await buyer.post(link, data=registration(stuttgart, password_again="something-else"))
+        # A registration signs the browser in: a form posted without this browser's form token (from
+        # another site) is refused.
+        forged = await buyer.post(link, data=registration(stuttgart))
+        assert forged.status_code == 400 and "out of date" in forged.text
+        token = form_token_of(form.text)
+        differ = await buyer.post(
+            link, data=registration(stuttgart, password_again="something-else", form_token=token)
+        )
         assert differ.status_code == 400 and "not the same" in differ.text
-        no_policy = registration(stuttgart)
+        no_policy = registration(stuttgart, form_token=token)
         del no_policy["policy"]
         assert (await buyer.post(link, data=no_policy)).status_code == 400
         foreign = await partner_id(stack, "JP-YOK-01")
-        assert (await buyer.post(link, data=registration(foreign))).status_code == 400
+        assert (await buyer.post(link, data=registration(foreign, form_token=token))).status_code == 400
 
         # A double submit (two clicks, a second tab) creates one ID: the link is claimed once.
         second_tab = httpx.AsyncClient(base_url=stack.base_url, timeout=30, headers={"Accept": "text/html"})
         try:
+            second_token = form_token_of((await second_tab.get(link)).text)
             answers = await asyncio.gather(
-                buyer.post(link, data=registration(stuttgart)),
-                second_tab.post(link, data=registration(stuttgart)),
+                buyer.post(link, data=registration(stuttgart, form_token=token)),
+                second_tab.post(link, data=registration(stuttgart, form_token=second_token)),
             )
             statuses = sorted(answer.status_code for answer in answers)
             assert statuses == [303, 410], [answer.text[:300] for answer in answers]
@@ -147,7 +161,8 @@ async def test_a_sale_invites_the_buyer_who_registers_once_and_finds_the_car(
             assert signed_in_client.cookies.get(SESSION_COOKIE)
             car_page = await signed_in_client.get(f"/vehicles/{NEW_VIN}")
             assert car_page.status_code == 200 and NEW_VIN in car_page.text
-            again = await loser[1].post(link, data=registration(stuttgart))
+            tokens = {id(buyer): token, id(second_tab): second_token}
+            again = await loser[1].post(link, data=registration(stuttgart, form_token=tokens[id(loser[1])]))
             assert again.status_code == 410 and 'data-code="invitation_used"' in again.text
         finally:
             await second_tab.aclose()
@@ -262,7 +277,7 @@ async def test_self_registration_only_where_the_country_allows_it(stack: Stack) 
     try:
         form = await person.get("/register")
         assert form.status_code == 200 and 'name="policy"' in form.text
-        choices = registration(stuttgart, consent="")
+        choices = registration(stuttgart, consent="", form_token=form_token_of(form.text))
         elsewhere = await person.post(
             "/register", data={"email": "ana@example.com", "country": "FR", **choices}
         )

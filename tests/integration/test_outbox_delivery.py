@@ -47,7 +47,9 @@ def mail_settings(url: str, smtp_port: int, **overrides: Any) -> Settings:
         database_url=url,
         smtp_url=f"smtp://127.0.0.1:{smtp_port}",
         mail_from="carlink <no-reply@carlink.example.com>",
-        smtp_timeout_seconds=2.0,
+        # Generous: on two busy cores a local SMTP exchange can take seconds, and a timeout here would be a
+        # retry later rather than the behaviour under test. The down-server tests are refused at once anyway.
+        smtp_timeout_seconds=20.0,
         **overrides,
     )
 

@@ -17,7 +17,14 @@ from carlink.partners.models import Sale
 from carlink.privacy.models import ErasureRequest
 from carlink.protocol.vin import make_vin
 from carlink.security.models import DriverCard
-from tests.integration.test_invitations import browsers, latest_link, record_sale, sale_form, signed_in
+from tests.integration.test_invitations import (
+    browsers,
+    form_token_of,
+    latest_link,
+    record_sale,
+    sale_form,
+    signed_in,
+)
 from tests.support.portal import Browser
 from tests.support.stack import TAYCAN, Stack
 
@@ -182,3 +189,47 @@ async def test_deleting_the_id_can_file_the_erasure_request_in_the_same_step(sta
         assert account is None  # deleted: no longer found for sign-in
         requests = list(await session.scalars(select(ErasureRequest)))
     assert [(r.state, r.account_id is not None) for r in requests] == [("requested", True)]
+
+
+async def test_password_confirmations_cannot_be_guessed_with_a_stolen_session(stack: Stack) -> None:
+    # ACC-7: confirming an action with the password (here a new security PIN) counts wrong answers; after
+    # five within ten minutes even the right one waits, so a stolen session cannot guess the password.
+    owner = await stack.as_user(world.OWNER)
+    try:
+        for _ in range(5):
+            wrong = await owner.put("/api/v1/me/pin", json={"password": "not-it-at-all", "pin": "4321"})
+            assert wrong.status_code == 401
+        waiting = await owner.put("/api/v1/me/pin", json={"password": world.PASSWORD, "pin": "4321"})
+        assert waiting.status_code == 429 and waiting.json()["error"]["code"] == "slow_down"
+        assert int(waiting.headers["Retry-After"]) > 0
+    finally:
+        await owner.aclose()
+
+
+async def test_registration_records_the_policy_version_the_form_showed(stack: Stack) -> None:
+    # REQ: PRV-1 — a version published while the form was open: the person reads it first.
+    person = httpx.AsyncClient(base_url=stack.base_url, timeout=30, headers={"Accept": "text/html"})
+    try:
+        form = await person.get("/register")
+        shown = re.search(r'name="policy_version" value="([0-9]+)"', form.text)
+        assert shown is not None
+        stuttgart = re.search(r'<option value="([0-9]+)"[^>]*>Autohaus Example Stuttgart', form.text)
+        assert stuttgart is not None
+        data = {
+            "email": "vera@example.org",
+            "country": "DE",
+            "display_name": "Vera",
+            "password": "a-new-secret-1",
+            "password_again": "a-new-secret-1",
+            "partner_id": stuttgart.group(1),
+            "policy": "1",
+            "form_token": form_token_of(form.text),
+        }
+        stale = await person.post("/register", data=data | {"policy_version": str(int(shown.group(1)) + 1)})
+        assert stale.status_code == 400 and "privacy policy changed" in stale.text
+        done = await person.post("/register", data=data | {"policy_version": shown.group(1)})
+        assert done.status_code == 303
+    finally:
+        await person.aclose()
+    async with stack.db.session() as session:
+        assert await identity.find_account(session, "vera@example.org") is not None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,23 +27,10 @@ console = Console()
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One unit of work against the configured database, migrated and with the package keys made."""
-    from carlink.db.base import Database
-    from carlink.db.migrate import upgrade
+    from carlink.db.migrate import run_migrated
     from carlink.fod.service import ensure_keys
 
-    settings = get_settings()
-
-    async def run() -> T:
-        await upgrade(settings.database_url)
-        db = Database(settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await ensure_keys(session)
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
+    return run_migrated(get_settings().database_url, work, ensure_keys)
 
 
 def _fail(message: str) -> typer.Exit:

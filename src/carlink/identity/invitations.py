@@ -287,7 +287,11 @@ async def _invite(
     )
     session.add(invitation)
     await session.flush()
-    expires = format_date(invitation.expires_at.date(), format="long", locale=SUPPORTED_LOCALES[language])
+    from carlink.partners.booking import zone_of  # partners builds on identity
+
+    # The last day the link works, as the buyer's calendar shows it.
+    last_day = invitation.expires_at.astimezone(zone_of(country)).date()
+    expires = format_date(last_day, format="long", locale=SUPPORTED_LOCALES[language])
     await notify.send_email(
         session,
         to=sale.buyer_email,
@@ -475,6 +479,8 @@ class Choices:
     partner_id: int
     policy_accepted: bool
     consent: bool
+    # The policy version the form showed; the acceptance names it (PRV-1). None: the latest.
+    policy_version: int | None = None
 
 
 async def _check_choices(session: AsyncSession, choices: Choices, country: str) -> Partner:
@@ -490,16 +496,28 @@ async def _check_choices(session: AsyncSession, choices: Choices, country: str) 
         raise CarlinkError("choose your preferred partner from the list", code="invalid_partner")
     if not choices.policy_accepted:
         raise CarlinkError("please accept the privacy policy to create your ID", code="policy_not_accepted")
+    from carlink.privacy import service as privacy  # privacy builds on identity
+
+    latest = await privacy.latest_policy(session)
+    if choices.policy_version is not None and choices.policy_version != latest.version:
+        # REQ: PRV-1 — the acceptance must name the text the person was shown.
+        raise CarlinkError(
+            "the privacy policy changed while you were filling in the form; please read the new version and "
+            "tick the box again",
+            code="policy_changed",
+        )
     return chosen
 
 
-async def _record_choices(session: AsyncSession, account: Account, partner: Partner, consent: bool) -> None:
+async def _record_choices(
+    session: AsyncSession, account: Account, partner: Partner, consent: bool, policy_version: int | None
+) -> None:
     """REQ: PAR-1, PRV-1, PRV-2 — the preferred partner, the policy accepted and the consent (or not)."""
     from carlink.privacy import service as privacy  # privacy builds on identity
 
     await partners.choose_partner(session, account.id, partner.id)
     await privacy.record_registration_choices(
-        session, account.id, policy_version=None, partner_id=partner.id, consent=consent
+        session, account.id, policy_version=policy_version, partner_id=partner.id, consent=consent
     )
 
 
@@ -527,7 +545,7 @@ async def accept(session: AsyncSession, token: str, choices: Choices) -> tuple[A
         email_verified=True,
     )
     await _take_the_car(session, welcome, account)
-    await _record_choices(session, account, partner, choices.consent)
+    await _record_choices(session, account, partner, choices.consent, choices.policy_version)
     return account, welcome.vehicle
 
 
@@ -588,5 +606,5 @@ async def register_self(
         country=country,
         display_name=choices.display_name.strip(),
     )
-    await _record_choices(session, account, partner, choices.consent)
+    await _record_choices(session, account, partner, choices.consent, choices.policy_version)
     return account

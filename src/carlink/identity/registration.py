@@ -7,6 +7,7 @@ run out answers 410 with the form to ask for a new one.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -21,14 +22,39 @@ from carlink.identity.models import Account
 from carlink.identity.oidc import set_session_cookie
 from carlink.partners import service as partners
 from carlink.partners.models import Partner
+from carlink.privacy import service as privacy
 from carlink.store.portal import current_caller, form_caller, form_number, form_status, render, see_other
 
 router = APIRouter(include_in_schema=False)
 HOME = "/vehicles"
+# Double-submit token of the registration forms, as on the sign-in form: a registration signs the browser in,
+# so another site must not be able to post one into this browser (login CSRF).
+FORM_COOKIE = "carlink_register"
+STALE_FORM = "This form is out of date; please try again."
+
+
+def _form_token(request: Request) -> str:
+    return request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
+
+
+def _with_form_token(response: HTMLResponse, token: str) -> HTMLResponse:
+    response.set_cookie(FORM_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/register")
+    return response
+
+
+def _form_token_ok(request: Request, sent: str) -> bool:
+    expected = request.cookies.get(FORM_COOKIE, "")
+    return bool(expected) and secrets.compare_digest(expected, sent)
 
 
 def _choices(
-    display_name: str, password: str, password_again: str, partner_id: str, policy: str, consent: str
+    display_name: str,
+    password: str,
+    password_again: str,
+    partner_id: str,
+    policy: str,
+    consent: str,
+    policy_version: str = "",
 ) -> invitations.Choices:
     return invitations.Choices(
         display_name=display_name,
@@ -37,6 +63,7 @@ def _choices(
         partner_id=form_number(partner_id),
         policy_accepted=bool(policy),
         consent=bool(consent),
+        policy_version=form_number(policy_version) if policy_version else None,
     )
 
 
@@ -81,7 +108,8 @@ async def _self_page(
     groups: list[tuple[str, list[Partner]]] = [
         (code, await partners.partners_in(session, code)) for code in settings.self_registration_countries
     ]
-    return render(
+    token = _form_token(request)
+    page = render(
         request,
         "register/self.html",
         None,
@@ -90,8 +118,11 @@ async def _self_page(
         countries=settings.self_registration_countries,
         partner_groups=[(code, found) for code, found in groups if found],
         entered=context.pop("entered", {}),
+        form_token=token,
+        policy_version=(await privacy.latest_policy(session)).version,
         **context,
     )
+    return _with_form_token(page, token)
 
 
 @router.get("/register", response_model=None)
@@ -113,11 +144,15 @@ async def self_register(
     partner_id: str = Form(""),
     policy: str = Form(""),
     consent: str = Form(""),
+    policy_version: str = Form(""),
+    form_token: str = Form(""),
 ) -> Response:
     platform = platform_of(request)
-    choices = _choices(display_name, password, password_again, partner_id, policy, consent)
+    choices = _choices(display_name, password, password_again, partner_id, policy, consent, policy_version)
     async with platform.db.transaction() as session:
         try:
+            if not _form_token_ok(request, form_token):
+                raise CarlinkError(STALE_FORM, code="form_expired")
             account = await invitations.register_self(
                 session, platform.settings, email=email, country=country, choices=choices
             )
@@ -171,7 +206,8 @@ async def _invitation_page(
             signed_in_as=caller.account.email if caller else None,
             **{key: value for key, value in context.items() if key == "error"},
         )
-    return render(
+    form = _form_token(request)
+    page = render(
         request,
         "register/invitation.html",
         None,
@@ -183,8 +219,11 @@ async def _invitation_page(
         entered=context.pop(
             "entered", {"partner_id": welcome.dealer.id, "display_name": welcome.sale.buyer_name}
         ),
+        form_token=form,
+        policy_version=(await privacy.latest_policy(session)).version,
         **context,
     )
+    return _with_form_token(page, form)
 
 
 @router.get("/register/{token}", response_model=None)
@@ -206,10 +245,14 @@ async def accept(
     partner_id: str = Form(""),
     policy: str = Form(""),
     consent: str = Form(""),
+    policy_version: str = Form(""),
+    form_token: str = Form(""),
 ) -> Response:
-    choices = _choices(display_name, password, password_again, partner_id, policy, consent)
+    choices = _choices(display_name, password, password_again, partner_id, policy, consent, policy_version)
     async with platform_of(request).db.transaction() as session:
         try:
+            if not _form_token_ok(request, form_token):
+                raise CarlinkError(STALE_FORM, code="form_expired")
             account, vehicle = await invitations.accept(session, token, choices)
         except invitations.InvitationGone as error:
             return _gone_page(request, error)

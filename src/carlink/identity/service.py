@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
@@ -39,6 +40,12 @@ def token_hash(token: str) -> str:
 
 def hash_secret(secret: str) -> str:
     return _hasher.hash(secret)
+
+
+async def check_secret(stored: str, secret: str) -> bool:
+    """verify_secret off the event loop: argon2 takes tens of milliseconds of CPU on purpose, which would
+    otherwise stall every other request and MQTT uplink meanwhile."""
+    return await asyncio.to_thread(verify_secret, stored, secret)
 
 
 def verify_secret(stored: str, secret: str) -> bool:
@@ -153,7 +160,7 @@ async def authenticate(
             error.headers["Retry-After"] = str(wait)
             raise error
         raise TooManyRequests(f"wait {wait} seconds before the next try", retry_after=wait, code="slow_down")
-    if account is None or not verify_secret(account.password_hash, password):
+    if account is None or not await check_secret(account.password_hash, password):
         session.add(LoginFailure(source=source, at=now))
         if account is not None:
             _count_failure(account, settings, now)
@@ -181,14 +188,44 @@ async def change_password(
     session: AsyncSession, account: Account, *, current: str, new: str, keep: WebSession | None = None
 ) -> None:
     """A new password signs out every other browser; apps keep their refresh tokens (ACC-7)."""
-    if not verify_secret(account.password_hash, current):
-        raise Unauthorised("the current password is not right", code="invalid_credentials")
+    await confirm_password(
+        session,
+        account,
+        current,
+        Unauthorised("the current password is not right", code="invalid_credentials"),
+    )
     check_password_rules(new)
     account.password_hash = hash_secret(new)
     others = delete(WebSession).where(WebSession.account_id == account.id)
     if keep is not None:
         others = others.where(WebSession.token_hash != keep.token_hash)
     await session.execute(others)
+
+
+CONFIRM_FAILURES_PER_10_MIN = 5
+
+
+async def confirm_password(
+    session: AsyncSession, account: Account, password: str, wrong: CarlinkError | None = None
+) -> None:
+    """A signed-in person confirms an action with the password (a new password or PIN, deleting the ID,
+    erasure). Whoever holds a stolen session must not guess it freely: after a few wrong answers within ten
+    minutes the confirmations wait (ACC-7). `wrong` is the refusal for a wrong password."""
+    source = f"confirm:{account.id}"
+    now = utcnow()
+    recent = await session.scalar(
+        select(func.count()).where(
+            LoginFailure.source == source, LoginFailure.at >= now - dt.timedelta(minutes=10)
+        )
+    )
+    if (recent or 0) >= CONFIRM_FAILURES_PER_10_MIN:
+        raise TooManyRequests(
+            "too many wrong passwords in a row; wait a few minutes", retry_after=600, code="slow_down"
+        )
+    if not await check_secret(account.password_hash, password):
+        session.add(LoginFailure(source=source, at=now))
+        await session.flush()  # kept: a refusal commits what the use case wrote
+        raise wrong or Unauthorised("the password is not right", code="invalid_credentials")
 
 
 async def start_web_session(session: AsyncSession, account: Account) -> tuple[str, WebSession]:
@@ -239,8 +276,7 @@ def _checked_pin(pin: str) -> str:
 
 
 async def set_pin(session: AsyncSession, account: Account, *, password: str, pin: str) -> None:
-    if not verify_secret(account.password_hash, password):
-        raise Unauthorised("the password is not right", code="invalid_credentials")
+    await confirm_password(session, account, password)
     account.pin_hash = hash_secret(_checked_pin(pin))
     account.pin_failures = 0
     account.pin_locked_until = None
@@ -305,8 +341,7 @@ async def check_email_free(session: AsyncSession, email: str) -> None:
 async def end_online_access(session: AsyncSession, account: Account, *, password: str) -> None:
     """REQ: ACC-5 — the ID is marked deleted and every way in ends now: browsers are signed out and the
     apps' refresh tokens revoked. The master data stays (the row is kept) under the retention policy."""
-    if not verify_secret(account.password_hash, password):
-        raise Unauthorised("the password is not right", code="invalid_credentials")
+    await confirm_password(session, account, password)
     now = utcnow()
     account.deleted_at = now
     await session.execute(delete(WebSession).where(WebSession.account_id == account.id))

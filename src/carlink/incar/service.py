@@ -187,7 +187,7 @@ async def _check_security_code(session: AsyncSession, vehicle: Vehicle, code: st
         )
     main_id = (await garage.main_users(session, {vehicle.id})).get(vehicle.id)
     main = await session.get(Account, main_id) if main_id is not None else None
-    if main is not None and main.pin_hash is not None and identity.verify_secret(main.pin_hash, code):
+    if main is not None and main.pin_hash is not None and await identity.check_secret(main.pin_hash, code):
         guard.failures = 0
         guard.locked_until = None
         return

@@ -3,7 +3,6 @@ PRV-3) from the command line; every change is audit-logged like one made in the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -26,23 +25,10 @@ console = Console()
 
 def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One unit of work against the configured database, migrated and with the countries seeded."""
-    from carlink.db.base import Database
-    from carlink.db.migrate import upgrade
+    from carlink.db.migrate import run_migrated
     from carlink.partners.seed import ensure_countries
 
-    settings = get_settings()
-
-    async def run() -> T:
-        await upgrade(settings.database_url)
-        db = Database(settings.database_url)
-        try:
-            async with db.transaction() as session:
-                await ensure_countries(session)
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
+    return run_migrated(get_settings().database_url, work, ensure_countries)
 
 
 @countries_app.command("list")

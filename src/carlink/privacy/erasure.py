@@ -99,8 +99,9 @@ async def open_request(session: AsyncSession, account_id: int) -> ErasureRequest
 
 async def request_erasure(session: AsyncSession, account: Account, *, password: str) -> ErasureRequest:
     """The person asks for their ID and data to be erased (PRV-5); the password confirms it is them."""
-    if not identity.verify_secret(account.password_hash, password):
-        raise Forbidden("that is not your password", code="password_wrong")
+    await identity.confirm_password(
+        session, account, password, Forbidden("that is not your password", code="password_wrong")
+    )
     return await _open(session, account, actor_id=account.id, actor_role="person")
 
 

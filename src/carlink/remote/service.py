@@ -20,7 +20,7 @@ from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, NotFound, 
 from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
-from carlink.identity.service import verify_secret
+from carlink.identity.service import check_secret
 from carlink.protocol.catalogue import CLOUD_COMMANDS
 from carlink.protocol.messages import Ack, Command, CommandType
 from carlink.protocol.signing import Signed, public_key_text, sign_command
@@ -374,7 +374,7 @@ async def verify_pin_answer(
         None,
     )
     assert account.pin_hash is not None
-    if pin is None or not verify_secret(account.pin_hash, pin):
+    if pin is None or not await check_secret(account.pin_hash, pin):
         account.pin_failures += 1
         session.add(
             AuditEntry(account_id=account.id, vehicle_id=entry.vehicle.id, action="pin.wrong", detail={})
