@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from carlink.demo import world
 from carlink.garage import service as garage
 from carlink.identity import service as identity
+from carlink.identity.models import Invitation
 from carlink.incar.models import InCarLogin
 from carlink.partners.models import Sale
 from carlink.privacy.models import ErasureRequest
@@ -62,6 +63,9 @@ async def test_a_dealer_sells_only_cars_it_serves_and_a_double_submit_records_on
         sales = await session.scalar(
             select(func.count()).select_from(Sale).where(Sale.vehicle_id == vehicle.id)
         )
+        # The refused second submit changed nothing: the buyer's first link still works.
+        invitation = await session.scalar(select(Invitation).where(Invitation.email == "nora@example.org"))
+        assert invitation is not None and invitation.cancelled_at is None
     assert sales == 1
 
     # A country that is not an ISO code, or a model year far ahead, is refused with the reason.

@@ -168,6 +168,12 @@ async def record_sale(
             f"{vin} is registered as a {profile(vehicle.model_key).line}; check the VIN and the model",
             code="vehicle_mismatch",
         )
+    # Before anything is written: a refusal keeps what the unit of work wrote.
+    if await _recent_same_sale(session, partner.id, vehicle.id, email):
+        raise Conflict(
+            "this sale was recorded a moment ago; look at the customer's page before recording it again",
+            code="sale_exists",
+        )
     # A car sold again before the earlier buyer registered: that earlier link must not give it away.
     await session.execute(
         update(Invitation)
@@ -179,11 +185,6 @@ async def record_sale(
         .values(cancelled_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if await _recent_same_sale(session, partner.id, vehicle.id, email):
-        raise Conflict(
-            "this sale was recorded a moment ago; look at the customer's page before recording it again",
-            code="sale_exists",
-        )
     sale = Sale(
         partner_id=partner.id,
         vehicle_id=vehicle.id,
