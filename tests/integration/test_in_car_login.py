@@ -10,10 +10,13 @@ import re
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from carlink.clock import clock
 from carlink.demo import world
 from carlink.demo.console import DemoCars, console_router
 from carlink.incar import personal_data, service
+from carlink.notify.models import Notification
 from tests.support.portal import account_id, csrf_of
 from tests.support.stack import PANAMERA, TAYCAN, Stack, eventually
 
@@ -170,6 +173,16 @@ async def test_strangers_need_the_security_code_and_models_without_id_login_refu
     assert (still.ok, still.error) == (False, "security_code_locked")
     # The car's own users need no code, locked or not.
     assert (await car.log_in_id(world.FAMILY, world.PASSWORD)).role == "secondary"
+    # The owner is told, and the next lock lasts twice as long: guessing 10,000 codes takes years.
+    async with stack.db.session() as session:
+        told = await session.scalar(select(Notification).where(Notification.kind == "security_code_locked"))
+    assert told is not None and TAYCAN in told.title
+    clock.advance(seconds=61 * 60)
+    for _ in range(4):
+        wrong = await car.log_in_id(world.STRANGER, world.PASSWORD, security_code="9999")
+        assert wrong.error == "wrong_security_code"
+    again = await car.log_in_id(world.STRANGER, world.PASSWORD, security_code="9999")
+    assert again.error == "security_code_locked" and "120 minutes" in (again.message or "")
 
     # REQ: VEH-1 — the Panamera has no in-car ID login.
     panamera = await stack.fleet[PANAMERA].log_in_id(world.OWNER, world.PASSWORD)

@@ -193,3 +193,10 @@ def test_service_lists_are_cleaned_deduplicated_and_bounded() -> None:
     for bad in ({"podcasts": []}, {"favourites": "Home"}, {"favourites": [""]}, {"favourites": ["x" * 81]}):
         with pytest.raises(CarlinkError):
             rules.checked_service_settings(bad)
+
+
+def test_the_security_code_locks_every_fifth_wrong_code_for_twice_as_long_up_to_a_day() -> None:
+    # REQ: VEH-8 — an hour, then two, four, ... at most a day; no lock between the fifths.
+    assert [rules.code_lock_minutes(n) for n in (1, 4, 5, 6, 10, 15)] == [None, None, 60, None, 120, 240]
+    assert rules.code_lock_minutes(5 * 20) == 24 * 60
+    assert rules.code_lock_minutes(0) is None

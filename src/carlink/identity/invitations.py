@@ -333,20 +333,27 @@ def _state(sale: Sale, invitation: Invitation | None, now: dt.datetime) -> str:
 
 
 async def sales_of(session: AsyncSession, partner_id: int, *, email: str | None = None) -> list[SaleRow]:
+    """The dealer's sales, newest first, each with its latest invitation, in one query."""
+    latest = (
+        select(Invitation.sale_id, func.max(Invitation.id).label("invitation_id"))
+        .group_by(Invitation.sale_id)
+        .subquery()
+    )
     query = (
-        select(Sale, Vehicle)
+        select(Sale, Vehicle, Invitation)
         .join(Vehicle, Vehicle.id == Sale.vehicle_id)
+        .outerjoin(latest, latest.c.sale_id == Sale.id)
+        .outerjoin(Invitation, Invitation.id == latest.c.invitation_id)
         .where(Sale.partner_id == partner_id)
     )
     if email is not None:
         query = query.where(Sale.buyer_email == email)
     rows = (await session.execute(query.order_by(Sale.id.desc()))).all()
     now = utcnow()
-    result = []
-    for sale, vehicle in rows:
-        invitation = await _latest_invitation(session, sale.id)
-        result.append(SaleRow(sale, vehicle, invitation, _state(sale, invitation, now)))
-    return result
+    return [
+        SaleRow(sale, vehicle, invitation, _state(sale, invitation, now))
+        for sale, vehicle, invitation in rows
+    ]
 
 
 async def own_sale(session: AsyncSession, partner_id: int, sale_id: int) -> Sale:

@@ -19,6 +19,7 @@ from carlink.identity import service as identity
 from carlink.identity.models import Account
 from carlink.incar import rules
 from carlink.incar.models import InCarCodeGuard, InCarLogin, InCarProfile, InCarServiceItem
+from carlink.notify import service as notify
 from carlink.protocol import catalogue
 from carlink.protocol.messages import (
     IdLoginReply,
@@ -192,14 +193,29 @@ async def _check_security_code(session: AsyncSession, vehicle: Vehicle, code: st
         guard.locked_until = None
         return
     guard.failures += 1
-    if guard.failures >= rules.CODE_FAILURES_BEFORE_LOCK:
-        guard.failures = 0
-        guard.locked_until = now + dt.timedelta(minutes=rules.CODE_LOCK_MINUTES)
+    lock_minutes = rules.code_lock_minutes(guard.failures)
+    if lock_minutes is not None:
+        guard.locked_until = now + dt.timedelta(minutes=lock_minutes)
+        if main_id is not None:
+            # The owner should know that someone is trying codes in their car.
+            await notify.notify(
+                session,
+                account_id=main_id,
+                kind="security_code_locked",
+                title=f"Wrong security codes were typed into {vehicle.vin}",
+                body=(
+                    f"After {guard.failures} wrong security codes in a row, logging in with the code is "
+                    f"locked for {lock_minutes} minutes. If it was not you or your family, consider a new "
+                    "security PIN under Login & security."
+                ),
+                link="/account",
+                dedupe_key=f"security-code-lock-{vehicle.id}-{guard.failures}-{now.isoformat()}",
+            )
         raise CarlinkError(
-            f"wrong security code; it is now locked for {rules.CODE_LOCK_MINUTES} minutes",
+            f"wrong security code; it is now locked for {lock_minutes} minutes",
             code="security_code_locked",
         )
-    left = rules.CODE_FAILURES_BEFORE_LOCK - guard.failures
+    left = rules.CODE_FAILURES_BEFORE_LOCK - guard.failures % rules.CODE_FAILURES_BEFORE_LOCK
     raise CarlinkError(f"wrong security code; {left} tries left before it locks", code="wrong_security_code")
 
 
