@@ -363,29 +363,35 @@ async def cancel(platform: Platform, account: Account, contract_id: int) -> Cont
             raise Forbidden("Only the vehicle's main user can cancel its services.", code="owner_only")
         if not contract.auto_renew:
             raise Conflict("This contract does not renew; it ends by itself.", code="not_renewing")
-        require_contract_move(contract.state, ContractState.CANCELLED)
-        contract.state, contract.auto_renew, contract.cancelled_at = (
-            ContractState.CANCELLED.value,
-            False,
-            utcnow(),
-        )
-        language = _language(account)
-        await notify.send_email(
-            session,
-            to=account.email,
-            language=language,
-            template="subscription_cancelled",
-            context={
-                "name": _name(account),
-                "service_name": contract.service_name,
-                "vin": await _vin(session, contract.vehicle_id),
-                "until": _date(contract.ends_at, language),
-            },
-            dedupe_key=f"contract-{contract.id}-cancelled",
-            account_id=account.id,
-            link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
-        )
+        await _stop_renewing(session, contract, account)
         return contract
+
+
+async def _stop_renewing(session: AsyncSession, contract: Contract, account: Account) -> None:
+    """The contract renews no more and runs to the end of the period paid; the person is told."""
+    require_contract_move(contract.state, ContractState.CANCELLED)
+    contract.state, contract.auto_renew, contract.cancelled_at = (
+        ContractState.CANCELLED.value,
+        False,
+        utcnow(),
+    )
+    language = _language(account)
+    vin = await _vin(session, contract.vehicle_id)
+    await notify.send_email(
+        session,
+        to=account.email,
+        language=language,
+        template="subscription_cancelled",
+        context={
+            "name": _name(account),
+            "service_name": contract.service_name,
+            "vin": vin,
+            "until": _date(contract.ends_at, language),
+        },
+        dedupe_key=f"contract-{contract.id}-cancelled",
+        account_id=account.id,
+        link=f"/vehicles/{vin}/services",
+    )
 
 
 async def renewing_subscriptions(session: AsyncSession, vehicle_id: int) -> list[Contract]:
@@ -630,29 +636,8 @@ async def stop_renewals_of(session: AsyncSession, account: Account) -> list[Cont
     with the car, STO-9). Call it before the person leaves the cars."""
     vehicle_ids = await garage.main_user_vehicle_ids(session, {account.id})
     stopped = []
-    language = _language(account)
     for vehicle_id in sorted(vehicle_ids):
         for contract in await renewing_subscriptions(session, vehicle_id):
-            require_contract_move(contract.state, ContractState.CANCELLED)
-            contract.state, contract.auto_renew, contract.cancelled_at = (
-                ContractState.CANCELLED.value,
-                False,
-                utcnow(),
-            )
-            await notify.send_email(
-                session,
-                to=account.email,
-                language=language,
-                template="subscription_cancelled",
-                context={
-                    "name": _name(account),
-                    "service_name": contract.service_name,
-                    "vin": await _vin(session, contract.vehicle_id),
-                    "until": _date(contract.ends_at, language),
-                },
-                dedupe_key=f"contract-{contract.id}-cancelled",
-                account_id=account.id,
-                link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
-            )
+            await _stop_renewing(session, contract, account)
             stopped.append(contract)
     return stopped
