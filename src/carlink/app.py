@@ -30,6 +30,9 @@ from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.errors import CarlinkError
 from carlink.fod import api as packages_api
+from carlink.fod import functions
+from carlink.fod import operator_api as fod_operator_api
+from carlink.fod import owner_api as fod_owner_api
 from carlink.fod.service import ensure_keys
 from carlink.garage import api as garage_api
 from carlink.gateway.link import CloudLink
@@ -82,6 +85,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
                 await ensure_catalogue(session)
                 await ensure_countries(session)
                 await ensure_keys(session)  # signed data packages (issue 6)
+                await functions.ensure_function_packages(session, settings)
                 await ensure_policy(session)
             break
         except IntegrityError:
@@ -97,6 +101,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
             Topics(settings.mqtt_topic_prefix),
             republish_entitlements=functools.partial(entitlements.publish, platform),
             settings=settings,
+            after_delivery=functools.partial(functions.after_report, platform),
         )
     # An api instance without the gateway role learns of vehicle events through the broker.
     sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
@@ -180,6 +185,8 @@ def create_app(
         incar_api.router,
         incar_pages.router,
         packages_api.router,
+        fod_owner_api.router,
+        fod_operator_api.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

@@ -132,7 +132,7 @@ async def running_stack(
         mqtt_topic_prefix=prefix,
         base_url=f"http://127.0.0.1:{port}",
         secret_key=SECRET,
-        **overrides,
+        **{"package_dir": str(workdir / "packages"), **overrides},
     )
     platform = Platform(settings=settings, db=db)
     app = create_app(settings, platform=platform, migrate=False)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from carlink.catalog.models import Service
 
+FUNCTION = "function"  # the kind of a function on demand (FOD-1): ordered per car, charged on activation
+
 
 def fits(service: Service, model_key: str, engine: str) -> bool:
     """A service fits a car when the model and the engine are among those it names (empty: all)."""

@@ -153,6 +153,59 @@ SERVICES: tuple[ServiceSeed, ...] = (
         },
         prices={"P1M": _p(1900, 1700, 1900, 2500)},
     ),
+    # Functions on demand (FOD-1): bought for one car, permanent ("LIFE", stays with the VIN) or monthly;
+    # the car fetches a signed data package and the charge follows its activation (FOD-2).
+    ServiceSeed(
+        code="adaptive-cruise",
+        category="function",
+        kind="function",
+        names={"en": "Adaptive cruise control", "de": "Abstandsregeltempostat", "ja": "アダプティブクルーズ"},
+        descriptions={
+            "en": "Keeps the speed you set and the distance to the car ahead, down to a stop in traffic.",
+            "de": "Hält Ihr Tempo und den Abstand zum Vordermann – im Stau bis zum Stillstand.",
+            "ja": "設定速度と前車との車間を保ち、渋滞時は停止まで対応します。",
+        },
+        model_keys=("911-8", "macan-2", "cayenne-3", "panamera-2", "taycan-1"),
+        prices={"LIFE": _p(119000, 105000, 129000, 158000), "P1M": _p(1900, 1700, 1900, 2500)},
+    ),
+    ServiceSeed(
+        code="matrix-lights",
+        category="function",
+        kind="function",
+        names={"en": "Matrix LED high beam", "de": "Matrix-LED-Fernlicht", "ja": "マトリクスLEDハイビーム"},
+        descriptions={
+            "en": "High beam that stays on and shades out oncoming traffic, segment by segment.",
+            "de": "Fernlicht, das an bleibt und den Gegenverkehr Segment für Segment ausblendet.",
+            "ja": "ハイビームのまま、対向車の部分だけをきめ細かく減光します。",
+        },
+        countries=("JP", "DE", "AT", "NL", "CH", "GB"),  # not approved in the US
+        prices={"LIFE": _p(89000, 79000, 89000, 118000)},
+    ),
+    ServiceSeed(
+        code="power-boost",
+        category="function",
+        kind="function",
+        names={"en": "Power boost", "de": "Leistungsplus", "ja": "パワーブースト"},
+        descriptions={
+            "en": "More power from the electric motors for overtaking and launch control.",
+            "de": "Mehr Leistung der Elektromotoren zum Überholen und für die Launch Control.",
+            "ja": "追い越しやローンチコントロールで、モーターの出力を高めます。",
+        },
+        engines=("BEV",),
+        prices={"LIFE": _p(149000, 132000, 159000, 198000), "P1M": _p(3900, 3500, 3900, 5200)},
+    ),
+    ServiceSeed(
+        code="lane-assist",
+        category="function",
+        kind="function",
+        names={"en": "Lane keeping assist", "de": "Spurhalteassistent", "ja": "レーンキープアシスト"},
+        descriptions={
+            "en": "Gently steers the car back when it drifts out of its lane without the indicator on.",
+            "de": "Lenkt sanft zurück, wenn das Auto ohne Blinker die Spur verlässt.",
+            "ja": "ウインカーなしで車線を外れそうになると、穏やかにステアリングを修正します。",
+        },
+        prices={"LIFE": _p(59000, 52000, 59000, 78000), "P1M": _p(1200, 1100, 1200, 1600)},
+    ),
     ServiceSeed(
         code="carrier-connect",
         category="connectivity",
@@ -245,6 +298,22 @@ _EXTRA = {
         "ja": "未使用のデータ容量は繰り越されません。"
         "更新されずにパッケージが終了すると、車両はホットスポットの共有をオフにします。アプリと車両間の通信は引き続き利用できます。",
     },
+    "function": {
+        "en": "The car fetches the function as a signed data package within 28 days of the order (data "
+        "connection on, privacy mode off); otherwise the order is cancelled free of charge. The price is "
+        "charged when the car reports the function activated. A permanent function stays with the vehicle "
+        "for its life; a monthly one can be cancelled in the portal and the car switches it off after the "
+        "paid month.",
+        "de": "Das Auto lädt die Funktion innerhalb von 28 Tagen nach der Bestellung als signiertes "
+        "Datenpaket (Datenverbindung an, Privatmodus aus); sonst wird die Bestellung kostenlos storniert. "
+        "Berechnet wird erst, wenn das Auto die Funktion als aktiviert meldet. Eine dauerhafte Funktion "
+        "bleibt ein Fahrzeugleben lang beim Auto; eine monatliche lässt sich im Portal kündigen und endet "
+        "nach dem bezahlten Monat.",
+        "ja": "ご注文から28日以内に、車両が署名付きデータパッケージとして機能を受信します"
+        "（データ通信オン、プライバシーモードオフ）。受信されない場合、注文は無料で取り消されます。"
+        "料金は車両が機能の有効化を報告した時点で請求されます。買い切りの機能は車両の生涯にわたり車両に残り、"
+        "月額の機能はポータルで解約でき、支払済みの月の終了後に車両が無効化します。",
+    },
     "carrier": {
         "en": "The line is provided by our mobile partner and needs the car's data connection.",
         "de": "Die Leitung stellt unser Mobilfunkpartner bereit; sie braucht die Datenverbindung des Autos.",
@@ -255,13 +324,15 @@ _EXTRA = {
 
 def service_terms(seed: ServiceSeed, language: str) -> tuple[str, str]:
     title, body = _SERVICE_TERMS[language]
-    kind = "data_package" if seed.kind == "data_package" else "carrier" if seed.carrier_run else ""
+    kind = seed.kind if seed.kind in ("data_package", "function") else "carrier" if seed.carrier_run else ""
     extra = _EXTRA[kind][language] if kind else ""
     values = {"name": seed.names[language], "description": seed.descriptions[language], "extra": extra}
     return title.format(**values), body.format(**values).rstrip() + "\n"
 
 
-TERM_MONTHS = {"trial": 0, "P1M": 1, "P1Y": 12, "P3Y": 36}
+# "LIFE": a permanent function, for the vehicle's life (FOD-7); a contract of 100 years stands for it.
+LIFETIME_MONTHS = 1200
+TERM_MONTHS = {"trial": 0, "P1M": 1, "P1Y": 12, "P3Y": 36, "LIFE": LIFETIME_MONTHS}
 
 
 async def ensure_catalogue(session: AsyncSession) -> None:

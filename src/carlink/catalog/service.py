@@ -33,9 +33,27 @@ def service_description(service: Service, language: str) -> str:
 
 
 _TERM_LABELS = {
-    "en": {"trial": "Free trial, {n} months", "P1M": "Monthly", "P1Y": "1 year", "P3Y": "3 years"},
-    "de": {"trial": "Kostenlos testen, {n} Monate", "P1M": "Monatlich", "P1Y": "1 Jahr", "P3Y": "3 Jahre"},
-    "ja": {"trial": "無料体験 {n}か月", "P1M": "月額", "P1Y": "1年", "P3Y": "3年"},
+    "en": {
+        "trial": "Free trial, {n} months",
+        "P1M": "Monthly",
+        "P1Y": "1 year",
+        "P3Y": "3 years",
+        "LIFE": "Permanent, for the car's life",
+    },
+    "de": {
+        "trial": "Kostenlos testen, {n} Monate",
+        "P1M": "Monatlich",
+        "P1Y": "1 Jahr",
+        "P3Y": "3 Jahre",
+        "LIFE": "Dauerhaft, für das ganze Fahrzeugleben",
+    },
+    "ja": {
+        "trial": "無料体験 {n}か月",
+        "P1M": "月額",
+        "P1Y": "1年",
+        "P3Y": "3年",
+        "LIFE": "買い切り（車両の生涯）",
+    },
 }
 
 
@@ -45,10 +63,16 @@ def term_label(term: str, months: int, language: str) -> str:
 
 
 async def services_for(
-    session: AsyncSession, *, country: str, model_key: str | None = None, engine: str | None = None
+    session: AsyncSession,
+    *,
+    country: str,
+    model_key: str | None = None,
+    engine: str | None = None,
+    functions: bool = False,
 ) -> list[ServiceOffers]:
     """The services a car of this model and engine can be given in its country, with their offers in force;
-    without a model (or engine), every service of the country."""
+    without a model (or engine), every service of the country. The store sells services and data
+    packages; with `functions`, only the functions on demand (FOD-1), ordered on the car's Functions page."""
     offers = list(
         await session.scalars(
             select(Offer)
@@ -59,6 +83,8 @@ async def services_for(
     services = {s.code: s for s in await session.scalars(select(Service).order_by(Service.sort_order))}
     result = []
     for service in services.values():
+        if (service.kind == "function") != functions:
+            continue
         mine = [o for o in offers if o.service_code == service.code]
         if mine and (model_key is None or engine is None or fits(service, model_key, engine)):
             result.append(ServiceOffers(service, mine))

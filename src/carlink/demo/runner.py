@@ -19,6 +19,7 @@ from carlink.db.migrate import upgrade
 from carlink.demo import world
 from carlink.demo.console import DemoCars, console_router
 from carlink.demo.mailbox import MailSink, mailbox_router
+from carlink.demo.world_updates import ensure_demo_update
 from carlink.gateway.embedded import EmbeddedBroker
 from carlink.gateway.provisioning import fleet_manifest
 from carlink.platform import Platform
@@ -65,12 +66,14 @@ async def run_demo(options: DemoOptions, console: Console) -> None:
         base_url=f"http://{options.host}:{options.port}",
         secret_key=DEMO_SECRET,
         smtp_url=f"smtp://127.0.0.1:{mail_sink.port}",
+        package_dir=str((options.data_dir / "packages").resolve()),
     )
     await upgrade(settings.database_url)
     db = Database(settings.database_url)
     async with db.transaction() as session:
         cars = await world.seed(session)
         vins = [car.vin for car in cars] + await world.ensure_sim_fleet(session, options.extra_vehicles)
+        await ensure_demo_update(session, settings, world.OPERATOR)
     platform = Platform(settings=settings, db=db)
     app = create_app(settings, platform=platform, migrate=False)
     demo_cars = DemoCars()

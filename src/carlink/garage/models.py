@@ -31,6 +31,8 @@ class Vehicle(Base):
     remote_access_authorised: Mapped[bool] = mapped_column(default=False)
     # Set when the main user's security code was reset, until the car confirms it switched remote access off.
     remote_access_reset_pending: Mapped[bool] = mapped_column(default=False)
+    # The installed software version, as the car last reported it (OTA-2).
+    software_version: Mapped[str] = mapped_column(String(32), default="1.0.0", server_default="1.0.0")
 
 
 class VehicleUser(Base):

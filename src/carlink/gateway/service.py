@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import metrics
 from carlink.db.base import Database
+from carlink.fod import functions
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.incar import service as incar
@@ -21,6 +22,7 @@ from carlink.protocol.messages import (
     Ack,
     CommandType,
     Connection,
+    DeliveryReport,
     EntitlementReport,
     IdLoginReply,
     IdLoginRequest,
@@ -43,13 +45,16 @@ _KINDS = frozenset(
         kinds.UP_REQUEST,
         kinds.UP_ENTITLEMENTS,
         kinds.UP_ID_LOGIN,
+        kinds.UP_DELIVERIES,
     }
 )
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
 Republish = Callable[[int], Awaitable[bool]]
-Uplink = Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest
+# After a delivery report: (vehicle id, its delivery set changed, function order whose charge is due).
+AfterDelivery = Callable[[int, bool, int | None], Awaitable[None]]
+Uplink = Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest | DeliveryReport
 
 
 class UplinkHandler:
@@ -61,12 +66,14 @@ class UplinkHandler:
         topics: kinds.Topics,
         republish_entitlements: Republish | None = None,
         settings: Settings | None = None,
+        after_delivery: AfterDelivery | None = None,
     ) -> None:
         self.db = db
         self.emit = emit
         self.reply = reply
         self.topics = topics
         self.republish_entitlements = republish_entitlements
+        self.after_delivery = after_delivery
         # In-car ID login checks passwords with the sign-in protection, whose limits are settings.
         self.settings = settings or get_settings()
         self.rejected = 0
@@ -82,6 +89,7 @@ class UplinkHandler:
         reply: Reply | None = None
         id_login_reply: IdLoginReply | None = None
         behind = False
+        delivery_changed, charge_due = False, None
         vehicle_id = self._vehicle_ids.get(vin)
         if isinstance(message, Ack) and vehicle_id is not None:
             # The hot path of every command: the vehicle itself need not be loaded.
@@ -114,6 +122,11 @@ class UplinkHandler:
             elif isinstance(message, EntitlementReport):
                 # The car is behind the cloud (say the broker lost the retained message): send it again.
                 behind = await entitlements.record_report(session, vehicle.id, message)
+            elif isinstance(message, DeliveryReport):
+                outcome, charge_due = await functions.handle_report(session, vehicle, message)
+                delivery_changed = outcome.set_changed
+                if outcome.moved_to is not None:
+                    events = [{"type": "delivery", "id": message.delivery, "state": outcome.moved_to.value}]
             vehicle_id = vehicle.id
         for event in events:
             await self.emit(vehicle_id, event)
@@ -125,6 +138,8 @@ class UplinkHandler:
             )
         if behind and self.republish_entitlements is not None:
             await self.republish_entitlements(vehicle_id)
+        if (delivery_changed or charge_due) and self.after_delivery is not None:
+            await self.after_delivery(vehicle_id, delivery_changed, charge_due)
 
     def _parse(self, vin: str, kind: str, payload: bytes) -> Uplink | None:
         models: dict[str, Any] = {
@@ -134,6 +149,7 @@ class UplinkHandler:
             kinds.UP_REQUEST: Request,
             kinds.UP_ENTITLEMENTS: EntitlementReport,
             kinds.UP_ID_LOGIN: IdLoginRequest,
+            kinds.UP_DELIVERIES: DeliveryReport,
         }
         model = models.get(kind)
         if model is None or len(payload) > MAX_MESSAGE_BYTES:

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 
 from carlink import metrics
+from carlink.fod import functions
 from carlink.fod import service as packages
 from carlink.garage import service as garage
 from carlink.notify.delivery import deliver_due
@@ -29,6 +30,7 @@ async def run_once(platform: Platform) -> None:
     await run_store(platform)
     await deliver_due(platform.db, platform.settings)
     await packages.renew_due(platform.db, platform.settings)  # issue 6: re-sign metadata before it expires
+    await functions.run_due(platform)  # FOD-3 windows, charges of activations, OTA rollouts, delivery sets
     await booking.run_due(platform.db)  # fixA: slots for online booking (hourly), recall owners' mails
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
+from carlink.fod import personal_data as fod_data
 from carlink.garage import personal_data as garage_data
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
@@ -45,6 +46,7 @@ Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 ERASERS: tuple[tuple[str, Eraser], ...] = (
     ("notify", notify_data.erase),
     ("store", store_data.erase),
+    ("fod", fod_data.erase),
     ("partners", partners_data.erase),
     ("incar", incar_data.erase),
     ("remote", remote_data.erase),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
+from carlink.fod import personal_data as fod_data
 from carlink.garage import personal_data as garage_data
 from carlink.identity import personal_data as identity_data
 from carlink.incar import personal_data as incar_data
@@ -36,6 +37,7 @@ EXPORTERS: tuple[tuple[str, Exporter], ...] = (
     ("identity", identity_data.export),
     ("garage", garage_data.export),
     ("store", store_data.export),
+    ("fod", fod_data.export),
     ("partners", partners_data.export),
     ("incar", incar_data.export),
     ("remote", remote_data.export),

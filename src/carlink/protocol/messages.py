@@ -117,7 +117,7 @@ class Entitlement(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     service: str = Field(min_length=1, max_length=64)
-    kind: Literal["service", "data_package"] = "service"
+    kind: Literal["service", "data_package", "function"] = "service"
     until: dt.datetime
     volume_mb: int | None = Field(default=None, ge=0)
 
@@ -142,6 +142,56 @@ class EntitlementReport(Message):
 
     revision: int = Field(ge=0)
     services: list[str] = Field(default_factory=list, max_length=256)
+    at: dt.datetime
+
+
+# --- data package deliveries: functions on demand and software updates (docs/protocol.md "Deliveries") ---
+
+DeliveryKind = Literal["function", "update"]
+DeliveryReportState = Literal[
+    "downloading", "downloaded", "installing", "installed", "activated", "failed", "deactivated"
+]
+
+
+class DeliveryItem(BaseModel):
+    """One package the car is to fetch and install: a function (FOD-1) or a software update (OTA-2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: int = Field(ge=1)
+    kind: DeliveryKind
+    package: str = Field(min_length=1, max_length=200)
+    function: str | None = Field(default=None, max_length=64)
+    version: str | None = Field(default=None, max_length=32)
+    # FOD-3: the car must have the package by then, else the order is cancelled.
+    download_by: dt.datetime | None = None
+    # The cloud's view; a car that reported `failed` fetches or installs again after its recovery routine.
+    state: str = Field(default="offered", max_length=16)
+
+
+class Deliveries(Message):
+    """Cloud -> car, retained and signed like entitlements: every open delivery of this car.
+
+    A delivery leaves the set once the car installed (update) or activated (function) it, or when the
+    cloud cancelled it (the 28-day window passed, the campaign was cancelled).
+    """
+
+    vin: str = Field(min_length=17, max_length=17)
+    revision: int = Field(ge=1)
+    issued_at: dt.datetime
+    deliveries: list[DeliveryItem] = Field(max_length=256)
+    kid: str = Field(min_length=1, max_length=64)
+    sig: str = ""
+
+
+class DeliveryReport(Message):
+    """Car -> cloud: what became of one delivery; `reason` says why it failed (a stable code)."""
+
+    delivery: int = Field(ge=1)
+    state: DeliveryReportState
+    reason: str | None = Field(default=None, max_length=200)
+    have: int | None = Field(default=None, ge=0)
+    length: int | None = Field(default=None, ge=0)
+    version: str | None = Field(default=None, max_length=32)
     at: dt.datetime
 
 

@@ -10,9 +10,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from carlink.protocol.messages import Command, Entitlements
+from carlink.protocol.messages import Command, Deliveries, Entitlements
 
-Signed = TypeVar("Signed", Command, Entitlements)
+Signed = TypeVar("Signed", Command, Entitlements, Deliveries)
 
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
@@ -38,7 +38,7 @@ def load_public_key(text: str) -> Ed25519PublicKey:
 
 
 def sign_command(message: Signed, key: Ed25519PrivateKey) -> Signed:
-    """Signs a command or an entitlements message (both name their key in `kid` and carry `sig`)."""
+    """Signs a command, an entitlements or a deliveries message (each names its key in `kid`, has `sig`)."""
     payload = message.model_dump(mode="json")
     return message.model_copy(update={"sig": _b64(key.sign(canonical_bytes(payload)))})
 

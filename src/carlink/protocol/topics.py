@@ -13,10 +13,13 @@ UP_REQUEST = "request"
 UP_ENTITLEMENTS = "entitlements"
 # In-car ID login (VEH-7, VEH-8): the car asks on up/idlogin, the cloud answers on down/idlogin.
 UP_ID_LOGIN = "idlogin"
+# Data package deliveries (FOD, OTA): the set on down/deliveries, progress reports on up/deliveries.
+UP_DELIVERIES = "deliveries"
 DOWN_COMMAND = "command"
 DOWN_REPLY = "reply"
 DOWN_ENTITLEMENTS = "entitlements"
 DOWN_ID_LOGIN = "idlogin"
+DOWN_DELIVERIES = "deliveries"
 
 
 @dataclass(frozen=True)

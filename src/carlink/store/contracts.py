@@ -124,7 +124,7 @@ async def conclude(platform: Platform, order_id: int, charge: ChargeResult | Non
         if order.state == OrderState.CONFIRMED or not order_may(order.state, OrderState.CONFIRMED):
             return order
         now = utcnow()
-        contracts = [_contract(order, line, now) for line in order.lines]
+        contracts = [new_contract(order, line, now) for line in order.lines]
         session.add_all(contracts)
         if charge is not None:
             session.add(
@@ -150,14 +150,14 @@ async def conclude(platform: Platform, order_id: int, charge: ChargeResult | Non
             if cart is not None:
                 cart.revision += 1
         await session.flush()
-        await _mail_confirmation(session, order, contracts, platform.settings.base_url)
+        await mail_confirmation(session, order, contracts, platform.settings.base_url)
         await entitlements.bump(session, order.vehicle_id)
     metrics.ORDERS.labels(OrderState.CONFIRMED.value).inc()
     await entitlements.publish(platform, order.vehicle_id)
     return order
 
 
-def _contract(order: Order, line: dict[str, Any], now: dt.datetime) -> Contract:
+def new_contract(order: Order, line: dict[str, Any], now: dt.datetime) -> Contract:
     return Contract(
         vehicle_id=order.vehicle_id,
         order_id=order.id,
@@ -203,14 +203,14 @@ async def refund_order(platform: Platform, order_id: int, charge: ChargeResult, 
         )
         buyer = await session.get(Account, order.account_id)
         if buyer is not None:
-            language = _language(buyer)
+            language = language_of(buyer)
             await notify.send_email(
                 session,
                 to=buyer.email,
                 language=language,
                 template="order_refunded",
                 context={
-                    "name": _name(buyer),
+                    "name": name_of(buyer),
                     "order_number": order.number,
                     "amount": format_money(charge.amount_minor, charge.currency, language),
                     "reason": reason,
@@ -328,14 +328,14 @@ async def withdraw(platform: Platform, account: Account, contract_id: int) -> Co
                     currency=contract.currency,
                 )
             )
-        language = _language(account)
+        language = language_of(account)
         await notify.send_email(
             session,
             to=account.email,
             language=language,
             template="withdrawal_confirmation",
             context={
-                "name": _name(account),
+                "name": name_of(account),
                 "service_name": contract.service_name,
                 "vin": await _vin(session, contract.vehicle_id),
                 "contract_number": contract.number,
@@ -375,7 +375,7 @@ async def _stop_renewing(session: AsyncSession, contract: Contract, account: Acc
         False,
         utcnow(),
     )
-    language = _language(account)
+    language = language_of(account)
     vin = await _vin(session, contract.vehicle_id)
     await notify.send_email(
         session,
@@ -383,10 +383,10 @@ async def _stop_renewing(session: AsyncSession, contract: Contract, account: Acc
         language=language,
         template="subscription_cancelled",
         context={
-            "name": _name(account),
+            "name": name_of(account),
             "service_name": contract.service_name,
             "vin": vin,
-            "until": _date(contract.ends_at, language),
+            "until": date_text(contract.ends_at, language),
         },
         dedupe_key=f"contract-{contract.id}-cancelled",
         account_id=account.id,
@@ -447,7 +447,7 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
                 if contract.payment_method_id
                 else None
             )
-            owner = await _main_user(session, contract.vehicle_id)
+            owner = await main_user(session, contract.vehicle_id)
         result: ChargeResult | None = None
         same_owner = owner is not None and owner.id == contract.buyer_account_id
         if same_owner and method is not None and method.removed_at is None:
@@ -524,15 +524,15 @@ async def _end(session: AsyncSession, contract: Contract, template: str, *, reas
 # --- mails -------------------------------------------------------------------------------------------------
 
 
-def _language(account: Account) -> str:
+def language_of(account: Account) -> str:
     return account.locale if account.locale in SUPPORTED_LOCALES else "en"
 
 
-def _name(account: Account) -> str:
+def name_of(account: Account) -> str:
     return account.display_name or account.email
 
 
-def _date(when: dt.datetime, language: str) -> str:
+def date_text(when: dt.datetime, language: str) -> str:
     return format_date(when.date(), format="long", locale=SUPPORTED_LOCALES[language])
 
 
@@ -541,7 +541,7 @@ async def _vin(session: AsyncSession, vehicle_id: int) -> str:
     return vehicle.vin if vehicle else ""
 
 
-async def _main_user(session: AsyncSession, vehicle_id: int) -> Account | None:
+async def main_user(session: AsyncSession, vehicle_id: int) -> Account | None:
     vehicle = await session.get(Vehicle, vehicle_id)
     if vehicle is None:
         return None
@@ -554,19 +554,19 @@ async def _mail_owner(
 ) -> None:
     """Tells the vehicle's main user now (the contract belongs to the car, STO-9), not the first buyer."""
     vehicle = await session.get(Vehicle, contract.vehicle_id)
-    owner = await _main_user(session, contract.vehicle_id)
+    owner = await main_user(session, contract.vehicle_id)
     if vehicle is None or owner is None:
         return
-    language = _language(owner)
+    language = language_of(owner)
     context: dict[str, Any] = {
-        "name": _name(owner),
+        "name": name_of(owner),
         "service_name": contract.service_name,
         "vin": vehicle.vin,
     }
     if template == "subscription_renewed":
         context |= {
             "amount": format_money(contract.price_minor, contract.currency, language),
-            "until": _date(contract.ends_at, language),
+            "until": date_text(contract.ends_at, language),
         }
     if template == "renewal_failed":
         context["reason"] = reason
@@ -582,7 +582,7 @@ async def _mail_owner(
     )
 
 
-async def _mail_confirmation(
+async def mail_confirmation(
     session: AsyncSession, order: Order, contracts: list[Contract], base_url: str
 ) -> None:
     """REQ: STO-6 — the order with the full text of every terms version that applies to it."""
@@ -590,7 +590,7 @@ async def _mail_confirmation(
     vehicle = await session.get(Vehicle, order.vehicle_id)
     if buyer is None or vehicle is None:
         return
-    language = _language(buyer)
+    language = language_of(buyer)
     terms_ids = sorted({tid for line in order.lines for tid in line["terms_ids"]})
     terms = [await catalog.terms_version(session, tid) for tid in terms_ids]
     method = await session.get(PaymentMethod, order.payment_method_id) if order.payment_method_id else None
@@ -600,7 +600,7 @@ async def _mail_confirmation(
         language=language,
         template="order_confirmation",
         context={
-            "name": _name(buyer),
+            "name": name_of(buyer),
             "order_number": order.number,
             "vin": vehicle.vin,
             "vehicle_name": vehicle.custom_name or vehicle.model_key,
@@ -610,8 +610,8 @@ async def _mail_confirmation(
                     "term_label": catalog.term_label(c.term, c.term_months, language),
                     "price": format_money(c.price_minor, c.currency, language),
                     "trial": c.trial,
-                    "starts": _date(c.starts_at, language),
-                    "ends": _date(c.ends_at, language),
+                    "starts": date_text(c.starts_at, language),
+                    "ends": date_text(c.ends_at, language),
                 }
                 for c in contracts
             ],

@@ -7,6 +7,7 @@ broker has not taken yet, and the gateway re-sends when a car comes online behin
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,10 @@ from carlink.store.models import Contract, VehicleEntitlements
 from carlink.store.rules import ENTITLED
 
 log = logging.getLogger("carlink.store")
+KINDS: dict[str, Literal["data_package", "function"]] = {
+    "data_package": "data_package",
+    "function": "function",
+}
 
 
 async def _row(session: AsyncSession, vehicle_id: int) -> VehicleEntitlements:
@@ -54,7 +59,7 @@ async def current(session: AsyncSession, vehicle_id: int) -> list[Entitlement]:
         if contract.service_code not in chosen:
             chosen[contract.service_code] = Entitlement(
                 service=contract.service_code,
-                kind="data_package" if contract.kind == "data_package" else "service",
+                kind=KINDS.get(contract.kind, "service"),
                 until=contract.ends_at,
                 volume_mb=contract.volume_mb,
             )

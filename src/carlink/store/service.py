@@ -211,6 +211,13 @@ async def add_to_cart(
     offer, service = await check_offer(
         session, entry, await catalog.offer(session, offer_id) if 0 < offer_id <= MAX_ID else None
     )
+    if service.kind == "function":  # REQ: FOD-2 — charged on activation, so never through the cart
+        raise CarlinkError(
+            "Functions are ordered on the vehicle's Functions page: they are charged when the car "
+            "activates them.",
+            code="function_not_in_cart",
+            status=422,
+        )
     cart = await _cart(session, account, entry, lock=True)
     line = await session.scalar(
         select(CartLine).where(CartLine.cart_id == cart.id, CartLine.service_code == service.code)
