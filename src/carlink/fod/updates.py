@@ -56,7 +56,7 @@ async def consent(session: AsyncSession, vehicle_id: int) -> UpdateConsent | Non
 
 async def set_consent(session: AsyncSession, account: Account, vin: str, enabled: bool) -> list[int]:
     """REQ: OTA-1 — the main user switches online updates on or off for this car, recorded with the time
-    and the privacy policy version they accepted. Switching off withdraws updates the car has not begun to
+    and the privacy policy version in force. Switching off withdraws updates the car has not begun to
     install. Returns the vehicle ids whose delivery set changed."""
     entry = await garage.garage_entry(session, account, vin)
     if not entry.is_main_user:
@@ -65,13 +65,13 @@ async def set_consent(session: AsyncSession, account: Account, vin: str, enabled
     current = await consent(session, vehicle.id)
     if current is not None and current.enabled == enabled:
         return []  # a repeated click records nothing new
-    accepted = await privacy.latest_acceptance(session, account.id)
+    policy = await privacy.latest_policy(session)  # the version in force, which the page links to
     session.add(
         UpdateConsent(
             vehicle_id=vehicle.id,
             account_id=account.id,
             enabled=enabled,
-            policy_version=accepted.version if accepted else None,
+            policy_version=policy.version,
             at=clock.now(),
         )
     )
