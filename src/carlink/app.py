@@ -30,9 +30,11 @@ from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.errors import CarlinkError
 from carlink.fod import api as packages_api
+from carlink.fod import console as fod_console
 from carlink.fod import functions
 from carlink.fod import operator_api as fod_operator_api
 from carlink.fod import owner_api as fod_owner_api
+from carlink.fod import pages as fod_pages
 from carlink.fod.service import ensure_keys
 from carlink.garage import api as garage_api
 from carlink.gateway.link import CloudLink
@@ -187,6 +189,8 @@ def create_app(
         packages_api.router,
         fod_owner_api.router,
         fod_operator_api.router,
+        fod_pages.router,
+        fod_console.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

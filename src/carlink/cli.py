@@ -120,11 +120,13 @@ async def _sim(
         console.print(f"wrote a manifest of {len(manifest.cars)} cars to {write_to}")
         return
     fleet = Fleet(manifest)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("connecting cars", total=len(manifest.cars))
-        await fleet.start(progress=lambda n: progress.advance(task, n))
-    console.print(f"{len(manifest.cars)} simulated cars online at {manifest.broker_url}; Ctrl-C stops them.")
-    try:
+    try:  # a Ctrl-C while the cars connect stops those already online too
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("connecting cars", total=len(manifest.cars))
+            await fleet.start(progress=lambda n: progress.advance(task, n))
+        console.print(
+            f"{len(manifest.cars)} simulated cars online at {manifest.broker_url}; Ctrl-C stops them."
+        )
         await asyncio.Event().wait()
     finally:
         await fleet.stop()

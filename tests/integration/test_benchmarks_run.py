@@ -36,3 +36,22 @@ def test_duplicate_confirmations_in_the_checkout_race_benchmark_make_one_order_p
     assert result["rounds"] == result["orders"] == result["charges"] == 3
     assert result["statuses"] == {"200": 12, "201": 3}
     assert result["orders_per_s"] > 0 and result["orders_per_s_baseline"] > 0 and result["ratio"] > 0
+
+
+def test_the_ota_rollout_benchmark_offers_every_car_and_serves_the_package_intact() -> None:
+    code, result = run_benchmark(
+        "ota_rollout.py",
+        *("--vehicles", "20", "--downloads", "8", "--package-mb", "1", "--rounds", "2"),
+        *("--connect-timeout", "60", "--offer-timeout", "30", "--measure-timeout", "30"),
+        timeout=120,
+    )
+    assert "error" not in result, result.get("error")
+    assert code == 0
+    for key in ("vehicles", "offered", "offer_all_s", "package_mb_s", "static_mb_s", "ratio_throughput"):
+        assert key in result, key
+    assert result["vehicles"] == result["offered"] == 20
+    assert result["offer_all_s"] > 0
+    assert result["corrupt"] == 0 and result["verified"] > 0 and result["download_errors"] == 0
+    assert result["package_downloads"] == result["static_downloads"] == 8
+    assert result["package_mb_s"] > 0 and result["static_mb_s"] > 0 and result["ratio_throughput"] > 0
+    assert result["range_resume_ok"] is True

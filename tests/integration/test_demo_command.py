@@ -49,6 +49,24 @@ async def _garage(base_url: str, email: str) -> dict[str, dict[str, Any]]:
         return {car["vin"]: car for car in response.json()}
 
 
+async def _switch_updates_on(base_url: str, vin: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        token = (await oidc_login(http, world.OWNER, world.PASSWORD))["access_token"]
+        response = await http.put(
+            f"/api/v1/vehicles/{vin}/software-updates/consent",
+            json={"enabled": True},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, response.text
+
+
+def _until(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the demo did not get there in time"
+        time.sleep(0.2)
+
+
 def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
@@ -91,6 +109,14 @@ def test_demo_starts_serves_the_world_and_stops_on_ctrl_c(tmp_path: Path) -> Non
             )
             assert switched.status_code == 303
             assert "Privacy mode on" in http.get("/demo/cars").text
+            # The demo's update campaign reaches the Taycan once its owner switches updates on; parked and
+            # locked with the cable out, the car installs it (OTA-1, OTA-3, FOD-5).
+            taycan = world.DEMO_CARS[0].vin
+            asyncio.run(_switch_updates_on(urls[0], taycan))
+            _until(lambda: "Software update 1.1.0 is ready" in http.get("/demo/cars").text)
+            for action in ("unplug", "park"):
+                http.post(f"/demo/cars/{taycan}/move", data={"action": action})
+            _until(lambda: "Software 1.1.0" in http.get("/demo/cars").text)
         garage = asyncio.run(_garage(urls[0], world.OWNER))
         assert garage[nine_eleven]["paired"] is True
         assert garage[nine_eleven]["pairing_code"] == code

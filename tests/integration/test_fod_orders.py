@@ -5,6 +5,7 @@ function withdrawn. The car over the broker is in test_fod_in_car.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from carlink.clock import clock
 from carlink.db.base import Database
 from carlink.demo import world
 from carlink.errors import CarlinkError
-from carlink.fod import functions
+from carlink.fod import functions, updates
 from carlink.fod import personal_data as fod_data
 from carlink.fod.models import Delivery, FunctionOrder, VehicleDeliveries
 from carlink.garage import service as garage
@@ -33,6 +34,7 @@ from carlink.settings import Settings
 from carlink.store import contracts, entitlements
 from carlink.store import service as store
 from carlink.store.models import Contract, Order, Payment
+from carlink.store.models import PaymentMethod as PaymentMethodRow
 from carlink.store.payments import CardInput, SandboxCharge, SandboxGateway
 
 TAYCAN, PANAMERA, NINE_ELEVEN = (car.vin for car in world.DEMO_CARS)
@@ -310,3 +312,93 @@ async def test_export_lists_the_orders_and_erasure_cancels_what_waits_for_the_ca
     assert rows[active.id].state == "active"  # a concluded order lives on as the store's contract
     assert all(row.account_id is None for row in rows.values())
     assert delivery is not None and delivery.state == "cancelled"
+
+
+async def test_the_cloud_dates_the_activation_whatever_the_cars_clock_says(fod: World) -> None:
+    placed, _ = await order(fod, "lane-assist", "P1M")
+    async with fod.db.transaction() as session:
+        delivery = await session.scalar(select(Delivery).where(Delivery.function_order_id == placed.id))
+        vehicle = await session.get(Vehicle, placed.vehicle_id)
+        assert delivery is not None and vehicle is not None
+        behind = clock.now() - dt.timedelta(days=365)  # a car whose clock is a year behind
+        report_ = DeliveryReport(delivery=delivery.id, state="activated", at=behind)
+        _, due = await functions.handle_report(session, vehicle, report_)
+    assert due == placed.id
+    done = await functions.settle_activation(fod.platform, placed.id)
+    async with fod.db.session() as session:
+        contract = await session.get(Contract, done.contract_id)
+    assert contract is not None and abs((contract.starts_at - clock.now()).total_seconds()) < 60
+    assert await contracts.renew_due(fod.platform) == 0  # not a year of monthly charges at once
+    assert await count(fod, SandboxCharge) == 1
+
+
+async def test_a_charge_taken_before_a_crash_is_concluded_not_refused(fod: World) -> None:
+    placed, _ = await order(fod)
+    await report(fod, placed.id, "activated")
+    async with fod.db.session() as session:
+        method = await session.get(PaymentMethodRow, fod.card_id)
+    assert method is not None
+    # The gateway charged, then the process died before the contract was written ...
+    await fod.platform.payments.charge(
+        token=method.token, amount_minor=119000, currency="EUR", idempotency_key=f"fod-{placed.id}"
+    )
+    async with fod.db.transaction() as session:  # ... and meanwhile the card was removed
+        await store.remove_payment_method(session, fod.owner, fod.card_id)
+    clock.advance(seconds=31)
+    assert await functions.settle_due(fod.platform) == 1
+    async with fod.db.session() as session:
+        settled = await session.get(FunctionOrder, placed.id)
+    assert settled is not None and settled.state == "active" and settled.contract_id is not None
+    assert await count(fod, SandboxCharge) == 1
+
+
+async def test_a_function_the_car_switched_off_before_the_charge_is_never_charged(fod: World) -> None:
+    placed, _ = await order(fod)
+    await report(fod, placed.id, "activated")
+    await report(fod, placed.id, "deactivated")  # the charge was late; the car gave up on it
+    done = await functions.settle_activation(fod.platform, placed.id)
+    assert (done.state, done.reason) == ("payment_failed", "deactivated")
+    assert await count(fod, SandboxCharge) == 0
+
+
+async def test_a_refused_download_does_not_keep_the_window_open(fod: World) -> None:
+    placed, _ = await order(fod)
+    await report(fod, placed.id, "failed")  # say a tampered file: hash_mismatch
+    clock.advance(days=28, seconds=1)
+    assert await functions.expire_windows(fod.platform) == 1
+    async with fod.db.session() as session:
+        row = await session.get(FunctionOrder, placed.id)
+    assert row is not None and (row.state, row.reason) == ("cancelled", "download_window_passed")
+
+
+async def test_a_change_of_hands_ends_the_sellers_waiting_orders_and_update_consent(fod: World) -> None:
+    placed, _ = await order(fod)
+    async with fod.db.transaction() as session:
+        await updates.set_consent(session, fod.owner, TAYCAN, True)
+        buyer = await account(fod.db, world.STRANGER)
+        vehicle = await session.scalar(select(Vehicle).where(Vehicle.vin == TAYCAN))
+        assert vehicle is not None
+        await garage.hand_over(session, vehicle, buyer)
+    async with fod.db.session() as session:
+        row = await session.get(FunctionOrder, placed.id)
+        consent = await updates.consent(session, placed.vehicle_id)
+        entry = await garage.garage_entry(session, buyer, TAYCAN)
+        assert (
+            await functions.orders_of_vehicle(session, placed.vehicle_id) == []
+        )  # the seller's stay private
+        assert all(item.order is None for item in await functions.functions_of(session, entry))
+    assert row is not None and (row.state, row.reason) == ("cancelled", "owner_changed")
+    assert consent is not None and consent.enabled is False and consent.account_id is None
+    mine, created = await order(fod, who=buyer, payment_method_id=(await buyer_card(fod, buyer)))
+    assert created and mine.id != placed.id
+
+
+async def buyer_card(w: World, buyer: Account) -> int:
+    return (await store.add_card(w.platform, buyer, VISA, make_default=True)).id
+
+
+def test_a_delivery_report_without_a_time_zone_or_with_absurd_numbers_is_malformed() -> None:
+    with pytest.raises(ValueError):
+        DeliveryReport.model_validate({"delivery": 1, "state": "activated", "at": "2026-11-26T09:00:00"})
+    with pytest.raises(ValueError):
+        DeliveryReport.model_validate({"delivery": 2**40, "state": "activated", "at": "2026-11-26T09:00:00Z"})

@@ -194,6 +194,8 @@ async def test_waves_open_on_success_and_the_campaign_pauses_itself_on_failures(
     assert (paused.state, paused.paused_reason) == ("paused", "error_threshold")  # 2 of 10 = 20 %
     async with ota.db.transaction() as session:
         assert await updates.move(session, campaign.id, CampaignState.RUNNING) == []
+    assert await updates.run_rollouts(ota.platform) == 0
+    assert (await state_of(ota, campaign.id)).state == "running"  # failures before the resume do not count
     for delivery in second[:2]:  # the fix worked: the cars recover and install
         await report(ota, delivery, "installed")
     for delivery in second[2:]:
@@ -201,13 +203,25 @@ async def test_waves_open_on_success_and_the_campaign_pauses_itself_on_failures(
     assert await updates.run_rollouts(ota.platform) == 10  # the last wave: everyone left
     for delivery in (await campaign_deliveries(ota, campaign.id))[10:]:
         await report(ota, delivery, "installed")
+    assert await updates.run_rollouts(ota.platform) == 0
+    assert (await state_of(ota, campaign.id)).state == "running"  # the demo Macan's person has not said yes
+    async with ota.db.session() as session:
+        japan = await session.scalar(select(Account).where(Account.email == world.JAPAN_OWNER))
+        demo_macan = await session.scalar(
+            select(Vehicle).where(Vehicle.model_key == MACAN, Vehicle.vin.not_in([v.vin for v in ota.macans]))
+        )
+    assert japan is not None and demo_macan is not None
+    async with ota.db.transaction() as session:
+        await updates.set_consent(session, japan, demo_macan.vin, True)
+    assert await updates.run_rollouts(ota.platform) == 1
+    await report(ota, (await campaign_deliveries(ota, campaign.id))[-1], "installed")
     await updates.run_rollouts(ota.platform)
     done = await state_of(ota, campaign.id)
     assert done.state == "finished" and done.finished_at is not None
     async with ota.db.session() as session:
         ids = [v.id for v in ota.macans]
         versions = set(await session.scalars(select(Vehicle.software_version).where(Vehicle.id.in_(ids))))
-        assert await updates.counts(session, campaign.id) == {"installed": 20}
+        assert await updates.counts(session, campaign.id) == {"installed": 21}
     assert versions == {"2.0.0"}  # and so no longer in the campaign's range
 
 
@@ -236,12 +250,19 @@ async def test_switching_updates_off_withdraws_the_cars_pending_update(ota: Worl
     await consent_all(ota, [car])
     campaign = await create(ota, plan(waves=[100]))
     await updates.run_rollouts(ota.platform)
+    [offered] = await campaign_deliveries(ota, campaign.id)
+    await report(ota, offered, "failed", reason="battery_low")  # it would retry after its recovery
     async with ota.db.transaction() as session:
         changed = await updates.set_consent(session, ota.fleet, car.vin, False)
         assert await updates.set_consent(session, ota.fleet, car.vin, False) == []  # no second row
     assert changed == [car.id]
     [delivery] = await campaign_deliveries(ota, campaign.id)
     assert (delivery.state, delivery.reason) == ("cancelled", "updates_switched_off")
+    assert await updates.run_rollouts(ota.platform) == 0
+    await consent_all(ota, [car])  # on again: the update comes back
+    assert await updates.run_rollouts(ota.platform) == 1
+    [again] = await campaign_deliveries(ota, campaign.id)
+    assert (again.id, again.state, again.reason) == (delivery.id, "offered", None)
 
 
 async def test_reports_move_a_delivery_only_forward_and_only_as_its_kind_allows(ota: World) -> None:

@@ -28,6 +28,8 @@ END = len(PACKAGE) - 1
 FILES = "/api/v1/packages/files"
 METADATA = "/api/v1/packages/metadata"
 TAYCAN_AUTH = (TAYCAN, car_password(SECRET, TAYCAN))
+# Targets v1 is empty, v2 names the function packages (signed at the first start): a test's first file is v3.
+FIRST = 3
 
 
 async def add(stack: Stack, tmp_path: Path, name: str, data: bytes, **custom: Any) -> service.AddedPackage:
@@ -122,7 +124,7 @@ async def test_car_resumes_an_interrupted_download_and_installs_the_verified_pac
     stack: Stack, tmp_path: Path
 ) -> None:
     added = await add(stack, tmp_path, "adaptive-cruise.bin", PACKAGE, function="adaptive_cruise")
-    assert added.changed and added.targets_version == 2
+    assert added.changed and added.targets_version == FIRST
     transport = Recording(drop_after=100_000)
     client = car(stack, tmp_path, transport)
     try:
@@ -136,7 +138,7 @@ async def test_car_resumes_an_interrupted_download_and_installs_the_verified_pac
 
         second = await client.fetch_and_install("adaptive-cruise.bin", clock.now())
         assert second.ok, second
-        assert second.targets_version == 2
+        assert second.targets_version == FIRST
         assert client.installed_path("adaptive-cruise.bin").read_bytes() == PACKAGE
         assert not client.partials("adaptive-cruise.bin")
         downloads = [entry for entry in transport.log if entry[0].startswith(FILES)]
@@ -146,11 +148,11 @@ async def test_car_resumes_an_interrupted_download_and_installs_the_verified_pac
             (f"{FILES}/adaptive-cruise.bin", "bytes=150000-", 206, f"bytes 150000-{END}/{len(PACKAGE)}"),
         ]
         assert client.root is not None and client.root.version == 1
-        assert client.targets_version == 2
+        assert client.targets_version == FIRST
     finally:
         await client.aclose()
     again = await add(stack, tmp_path, "adaptive-cruise.bin", PACKAGE, function="adaptive_cruise")
-    assert not again.changed and again.targets_version == 2  # the same content again: no new version
+    assert not again.changed and again.targets_version == FIRST  # the same content again: no new version
 
 
 async def test_a_file_tampered_on_the_server_is_refused_with_hash_mismatch(
@@ -198,7 +200,7 @@ async def test_replayed_old_targets_are_refused_as_rollback(stack: Stack, tmp_pa
     await add(stack, tmp_path, "lane-assist.bin", b"v2 of lane assist")
     client = car(stack, tmp_path)
     try:
-        assert (await client.refresh(clock.now())).version == 3
+        assert (await client.refresh(clock.now())).version == FIRST + 1
     finally:
         await client.aclose()
     # Someone between car and cloud answers with the older, validly signed targets.
@@ -206,7 +208,7 @@ async def test_replayed_old_targets_are_refused_as_rollback(stack: Stack, tmp_pa
     try:
         outcome = await replaying.fetch_and_install("lane-assist.bin", clock.now())
         assert (outcome.state, outcome.code) == ("refused", "rollback")
-        assert replaying.targets_version == 3
+        assert replaying.targets_version == FIRST + 1
     finally:
         await replaying.aclose()
 
@@ -218,12 +220,12 @@ async def test_a_key_rotation_mid_download_still_verifies_after_the_car_refreshe
     client = car(stack, tmp_path)
     try:
         first = await client.fetch_and_install("power-boost.bin", clock.now(), max_bytes=50_000)
-        assert first.state == "interrupted" and first.targets_version == 2
+        assert first.state == "interrupted" and first.targets_version == FIRST
         await rotate(stack, "targets")  # root v2 lists the new targets key; targets v3 signed by it
         await rotate(stack, "root")  # root v3 signed by the old and the new root key
         outcome = await client.fetch_and_install("power-boost.bin", clock.now())
         assert outcome.ok, outcome
-        assert outcome.targets_version == 3
+        assert outcome.targets_version == FIRST + 1
         assert client.root is not None and client.root.version == 3
         assert client.installed_path("power-boost.bin").read_bytes() == PACKAGE
     finally:
@@ -241,7 +243,7 @@ async def test_a_package_replaced_during_the_download_is_fetched_anew_and_instal
         assert first.state == "interrupted"
         await add(stack, tmp_path, "maps-eu.bin", newer[:200_000])  # targets v3: other content
         outcome = await client.fetch_and_install("maps-eu.bin", clock.now())
-        assert outcome.ok and outcome.targets_version == 3, outcome
+        assert outcome.ok and outcome.targets_version == FIRST + 1, outcome
         assert client.installed_path("maps-eu.bin").read_bytes() == newer[:200_000]
     finally:
         await client.aclose()
@@ -252,7 +254,7 @@ async def test_a_package_replaced_during_the_download_is_fetched_anew_and_instal
     client = car(stack, tmp_path / "second", Recording(during_first_download=replace))
     try:
         outcome = await client.fetch_and_install("maps-eu.bin", clock.now())
-        assert outcome.ok and outcome.targets_version == 4, outcome
+        assert outcome.ok and outcome.targets_version == FIRST + 2, outcome
         assert client.installed_path("maps-eu.bin").read_bytes() == newer
         assert not client.partials("maps-eu.bin")
     finally:
@@ -347,14 +349,14 @@ async def test_jobs_re_sign_targets_before_they_expire(stack: Stack, tmp_path: P
 
     async def renewed() -> bool:
         async with stack.db.session() as session:
-            return (await service.current_targets(session)).version == 3
+            return (await service.current_targets(session)).version == FIRST + 1
 
     await eventually(renewed, timeout=15)
     client = car(stack, tmp_path)
     try:
         outcome = await client.fetch_and_install("acc.bin", clock.now() + dt.timedelta(days=5))
         assert outcome.ok, outcome
-        assert outcome.targets_version == 3
+        assert outcome.targets_version == FIRST + 1
     finally:
         await client.aclose()
 

@@ -1,6 +1,7 @@
 """The demo's car console: what a person does sitting in a simulated car (type the pairing code, switch
 privacy mode, remote-access authorisation, the data connection or hotspot sharing, restart the car, start it
-with a key and log an ID in, VEH-7/VEH-8). Only
+with a key and log an ID in, VEH-7/VEH-8; drive, park and lock, plug the cable in, let ten minutes pass, so
+functions and updates install, FOD-4..8). Only
 `carlink demo` mounts it; it speaks to the cars directly, and the cars speak to the cloud over MQTT like real
 ones."""
 
@@ -41,6 +42,16 @@ SWITCHES = {
 # What the car says when it refuses a switch (the method returned False).
 REFUSALS = {
     "hotspot": "The car says: hotspot sharing needs a data package, and none is active in this car.",
+}
+
+
+# What a person does with the car itself: form value -> (what the console says, what the car does).
+MOVES: dict[str, tuple[str, Callable[[SimulatedCar], Awaitable[None]]]] = {
+    "drive": ("You drive off.", lambda car: car.drive()),
+    "park": ("You park, switch off, get out and lock the car.", lambda car: car.park_and_leave()),
+    "plug": ("Charging cable plugged in.", lambda car: car.set_charging_cable(True)),
+    "unplug": ("Charging cable unplugged.", lambda car: car.set_charging_cable(False)),
+    "wait": ("Ten minutes pass in the car.", lambda car: car.pass_time(600)),
 }
 
 
@@ -104,6 +115,18 @@ def console_router(cars: DemoCars) -> APIRouter:
             await car.restart()
             started = [code for code in waiting if code in car.entitlements.applied]
             cars.last_message[vin] = _restart_message(started, waiting)
+        return _back(vin)
+
+    @router.post("/{vin}/move")
+    async def move(vin: str, action: str = Form("")) -> RedirectResponse:
+        """Drive, park and lock, the charging cable, time passing: a function or update installs at the
+        next chance after the car is parked and locked (FOD-4, FOD-5)."""
+        car = _car(vin)
+        found = MOVES.get(action)
+        if car is not None and found is not None:
+            said, act = found
+            await act(car)
+            cars.last_message[vin] = said
         return _back(vin)
 
     # --- in-car ID login (VEH-7, VEH-8) --------------------------------------------------------------

@@ -22,6 +22,14 @@ from carlink.identity.service import OPERATOR, require_staff
 
 router = APIRouter(prefix="/api/v1/packages", tags=["packages"])
 REALM = 'Basic realm="carlink packages", charset="UTF-8"'
+
+
+class PackageFileResponse(FileResponse):
+    """Package files are megabytes: 1 MiB reads halve the CPU per byte against Starlette's 64 KiB."""
+
+    chunk_size = 1024 * 1024
+
+
 # Metadata changes with every signed version; a cache must ask again each time.
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -82,7 +90,7 @@ async def latest_targets(request: Request) -> JSONResponse:
 
 @router.get("/files/{name}")
 @router.head("/files/{name}", include_in_schema=False)
-async def package_file(request: Request, name: str) -> FileResponse:
+async def package_file(request: Request, name: str) -> PackageFileResponse:
     """The file's bytes; `Range: bytes=<from>-` resumes (206 with Content-Range, 416 past the end).
     ETag is the SHA-256, so `If-Range` restarts a download cleanly when the file was replaced."""
     async with platform_of(request).db.session() as session:
@@ -94,7 +102,7 @@ async def package_file(request: Request, name: str) -> FileResponse:
         found = None
     if found is None or not stat.S_ISREG(found.st_mode):
         raise NotFound(f"the file of package {name!r} is missing on the server", code="package_file_missing")
-    return FileResponse(
+    return PackageFileResponse(
         row.stored_path,
         stat_result=found,
         media_type=row.content_type,

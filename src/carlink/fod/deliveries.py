@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.clock import clock
 from carlink.fod.models import Delivery, FunctionOrder, UpdateCampaign, VehicleDeliveries
 from carlink.fod.rules import OPEN, DeliveryState, reported_move
 from carlink.garage.models import Vehicle
+from carlink.gateway.link import CloudLink
 from carlink.platform import Platform
 from carlink.protocol.messages import Deliveries, DeliveryItem, DeliveryReport
 from carlink.protocol.topics import DOWN_DELIVERIES
@@ -27,27 +29,27 @@ from carlink.protocol.topics import DOWN_DELIVERIES
 log = logging.getLogger("carlink.fod")
 PUBLISH_BATCH = 500
 PUBLISH_CONCURRENCY = 64
+_SENDING: dict[int, set[int]] = {}  # id(platform) -> vehicle ids whose set this process is sending
 
 
 async def bump(session: AsyncSession, vehicle_ids: Iterable[int]) -> None:
     """The delivery sets of these cars changed in this unit of work."""
     ids = sorted(set(vehicle_ids))
-    if not ids:
-        return
-    known = set(
-        await session.scalars(
-            select(VehicleDeliveries.vehicle_id).where(VehicleDeliveries.vehicle_id.in_(ids))
+    for start in range(0, len(ids), PUBLISH_BATCH):  # bounded IN lists, also for a whole fleet
+        chunk = ids[start : start + PUBLISH_BATCH]
+        have = select(VehicleDeliveries.vehicle_id).where(VehicleDeliveries.vehicle_id.in_(chunk))
+        known = set(await session.scalars(have))
+        missing = [
+            {"vehicle_id": vid, "revision": 0, "published_revision": 0} for vid in chunk if vid not in known
+        ]
+        if missing:
+            await session.execute(insert(VehicleDeliveries), missing)
+        await session.execute(
+            update(VehicleDeliveries)
+            .where(VehicleDeliveries.vehicle_id.in_(chunk))
+            .values(revision=VehicleDeliveries.revision + 1)
+            .execution_options(synchronize_session=False)
         )
-    )
-    missing = [{"vehicle_id": vid, "revision": 0, "published_revision": 0} for vid in ids if vid not in known]
-    if missing:
-        await session.execute(insert(VehicleDeliveries), missing)
-    await session.execute(
-        update(VehicleDeliveries)
-        .where(VehicleDeliveries.vehicle_id.in_(ids))
-        .values(revision=VehicleDeliveries.revision + 1)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def open_deliveries(session: AsyncSession, vehicle_ids: list[int]) -> dict[int, list[DeliveryItem]]:
@@ -88,52 +90,67 @@ async def publish(platform: Platform, vehicle_ids: Iterable[int]) -> int:
         async with gate:
             return await link.publish(topic, payload, retain=True)
 
+    # Sets this process is sending right now (the api after a change, the jobs round at the same moment)
+    # are not sent twice; another process may still send one again, which the car ignores.
+    sending = _SENDING.setdefault(id(platform), set())
     for start in range(0, len(ids), PUBLISH_BATCH):
-        chunk = ids[start : start + PUBLISH_BATCH]
-        async with platform.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(Vehicle.id, Vehicle.vin, VehicleDeliveries.revision)
-                    .join(VehicleDeliveries, VehicleDeliveries.vehicle_id == Vehicle.id)
-                    .where(Vehicle.id.in_(chunk), VehicleDeliveries.revision > 0)
-                )
-            ).all()
-            items = await open_deliveries(session, [row[0] for row in rows])
-        now = clock.now()
-        messages = [
-            (
-                vehicle_id,
-                revision,
-                link.topics.down(vin, DOWN_DELIVERIES),
-                platform.signer.sign(
-                    Deliveries(
-                        vin=vin,
-                        revision=revision,
-                        issued_at=now,
-                        deliveries=items[vehicle_id],
-                        kid=platform.signer.kid,
-                    )
-                )
-                .model_dump_json()
-                .encode(),
-            )
-            for vehicle_id, vin, revision in rows
-        ]
-        results = await asyncio.gather(*(send(topic, payload) for _, _, topic, payload in messages))
-        done = [(vid, rev) for (vid, rev, _, _), ok in zip(messages, results, strict=True) if ok]
-        if done:
-            async with platform.db.transaction() as session:
-                for vehicle_id, revision in done:
-                    await session.execute(
-                        update(VehicleDeliveries)
-                        .where(
-                            VehicleDeliveries.vehicle_id == vehicle_id,
-                            VehicleDeliveries.published_revision < revision,
-                        )
-                        .values(published_revision=revision)
-                    )
-        sent += len(done)
+        chunk = [vid for vid in ids[start : start + PUBLISH_BATCH] if vid not in sending]
+        sending.update(chunk)
+        try:
+            sent += await _publish_chunk(platform, link, chunk, send)
+        finally:
+            sending.difference_update(chunk)
     return sent
+
+
+async def _publish_chunk(
+    platform: Platform, link: CloudLink, chunk: list[int], send: Callable[[str, bytes], Awaitable[bool]]
+) -> int:
+    async with platform.db.session() as session:
+        rows = (
+            await session.execute(
+                select(Vehicle.id, Vehicle.vin, VehicleDeliveries.revision)
+                .join(VehicleDeliveries, VehicleDeliveries.vehicle_id == Vehicle.id)
+                .where(
+                    Vehicle.id.in_(chunk),
+                    VehicleDeliveries.revision > VehicleDeliveries.published_revision,
+                )
+            )
+        ).all()
+        items = await open_deliveries(session, [row[0] for row in rows])
+    now = clock.now()
+    messages = [
+        (
+            vehicle_id,
+            revision,
+            link.topics.down(vin, DOWN_DELIVERIES),
+            platform.signer.sign(
+                Deliveries(
+                    vin=vin,
+                    revision=revision,
+                    issued_at=now,
+                    deliveries=items[vehicle_id],
+                    kid=platform.signer.kid,
+                )
+            )
+            .model_dump_json()
+            .encode(),
+        )
+        for vehicle_id, vin, revision in rows
+    ]
+    results = await asyncio.gather(*(send(topic, payload) for _, _, topic, payload in messages))
+    done = [{"vid": vid, "rev": rev} for (vid, rev, _, _), ok in zip(messages, results, strict=True) if ok]
+    if done:
+        table = cast(Table, VehicleDeliveries.__table__)
+        async with platform.db.transaction() as session:
+            connection = await session.connection()
+            await connection.execute(  # one statement for the chunk, executed with many parameter sets
+                table.update()
+                .where(table.c.vehicle_id == bindparam("vid"), table.c.published_revision < bindparam("rev"))
+                .values(published_revision=bindparam("rev")),
+                done,
+            )
+    return len(done)
 
 
 async def publish_due(platform: Platform, limit: int = 5000) -> int:
@@ -178,6 +195,8 @@ async def record_report(session: AsyncSession, vehicle: Vehicle, report: Deliver
         delivery.have, delivery.length = report.have, report.length
     if target == DeliveryState.FAILED:
         delivery.failures += 1
+    if target in (DeliveryState.DOWNLOADED, DeliveryState.INSTALLED, DeliveryState.ACTIVE):
+        delivery.downloaded_at = delivery.downloaded_at or clock.now()
     if target == DeliveryState.INSTALLED and delivery.campaign_id is not None:
         campaign = await session.get(UpdateCampaign, delivery.campaign_id)
         if campaign is not None:

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -29,9 +30,9 @@ from carlink.errors import CarlinkError, Conflict, NotFound
 from carlink.fod import deliveries, updates
 from carlink.fod import service as packages
 from carlink.fod.models import Delivery, FunctionOrder
-from carlink.fod.rules import NOT_DOWNLOADED, DeliveryState, FunctionOrderState
+from carlink.fod.rules import OPEN, DeliveryState, FunctionOrderState
 from carlink.garage import service as garage
-from carlink.garage.models import Vehicle
+from carlink.garage.models import Vehicle, VehicleUser
 from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
 from carlink.notify import service as notify
@@ -43,12 +44,14 @@ from carlink.store import contracts as store_contracts
 from carlink.store import entitlements
 from carlink.store.cards import check_accepted
 from carlink.store.models import Contract, Order, Payment, PaymentMethod
-from carlink.store.payments import ChargeStatus
+from carlink.store.payments import ChargeResult, ChargeStatus
 from carlink.store.rules import ENTITLED, OrderState
 from carlink.store.service import MAX_ID, buyer_entry, check_offer, country_of, own_payment_method
 
 log = logging.getLogger("carlink.fod")
 DOWNLOAD_DAYS = 28  # REQ: FOD-3
+ROLLOUT_EVERY = 5.0  # seconds between the jobs role's rollout steps
+_last_rollout: dict[int, float] = {}  # id(platform) -> when this process last advanced the rollouts
 PACKAGE_BYTES = 256 * 1024
 
 
@@ -61,19 +64,20 @@ def _package_bytes(service_code: str) -> bytes:
     stand-in for the real unlock code and parameter set)."""
     manifest = json.dumps({"format": 1, "function": service_code}, sort_keys=True).encode() + b"\n"
     block = hashlib.sha256(service_code.encode()).digest()
-    return manifest + block * ((PACKAGE_BYTES - len(manifest)) // len(block))
+    return (manifest + block * (PACKAGE_BYTES // len(block)))[:PACKAGE_BYTES]
 
 
 async def ensure_function_packages(session: AsyncSession, settings: Settings) -> None:
-    """Every function of the catalogue has its signed package (added once; re-adding identical bytes signs
-    nothing new)."""
+    """Every function of the catalogue has its signed package: the missing ones are added under one new
+    targets version; with all there, nothing is signed."""
     existing = {row.name for row in await packages.list_packages(session)}
-    for service in await session.scalars(select(Service).where(Service.kind == FUNCTION)):
-        name = package_name(service.code)
-        if name not in existing:
-            await packages.add_package(
-                session, settings, name, _package_bytes(service.code), {"function": service.code}
-            )
+    missing = [
+        (package_name(service.code), _package_bytes(service.code), {"function": service.code})
+        for service in await session.scalars(select(Service).where(Service.kind == FUNCTION))
+        if package_name(service.code) not in existing
+    ]
+    if missing:
+        await packages.add_packages(session, settings, missing)
 
 
 # --- what a car can have ---------------------------------------------------------------------------------
@@ -154,14 +158,34 @@ async def _entitled_contracts(session: AsyncSession, vehicle_id: int) -> dict[st
 
 
 async def orders_of_vehicle(session: AsyncSession, vehicle_id: int, limit: int = 50) -> list[FunctionOrder]:
+    """The car's function orders placed by its current people (a previous owner's stay private)."""
+    people = select(VehicleUser.account_id).where(VehicleUser.vehicle_id == vehicle_id)
     return list(
         await session.scalars(
             select(FunctionOrder)
-            .where(FunctionOrder.vehicle_id == vehicle_id)
+            .where(FunctionOrder.vehicle_id == vehicle_id, FunctionOrder.account_id.in_(people))
             .order_by(FunctionOrder.id.desc())
             .limit(limit)
         )
     )
+
+
+async def forget_previous_owner(session: AsyncSession, vehicle_id: int, leavers: list[int]) -> None:
+    """A change of hands: the leavers' orders still waiting for the car end unpaid (the new owner orders
+    for themself), and online updates are off until the new main user switches them on (OTA-1)."""
+    waiting = list(
+        await session.scalars(
+            select(FunctionOrder).where(
+                FunctionOrder.vehicle_id == vehicle_id,
+                FunctionOrder.account_id.in_(leavers),
+                FunctionOrder.state == FunctionOrderState.ORDERED,
+            )
+        )
+    )
+    for order in waiting:
+        delivery = await session.scalar(select(Delivery).where(Delivery.function_order_id == order.id))
+        await _cancel(session, order, delivery, "owner_changed")
+    await updates.reset_consent(session, vehicle_id)
 
 
 # --- ordering (FOD-1..3) ---------------------------------------------------------------------------------
@@ -280,12 +304,15 @@ async def own_order(session: AsyncSession, account: Account, order_id: int) -> t
 async def cancel_order(session: AsyncSession, account: Account, order_id: int) -> FunctionOrder:
     """The buyer changes their mind before the car installs the function: nothing was charged."""
     order, _ = await own_order(session, account, order_id)
+    # The delivery first, then the order: the same order as the car's reports take them (no deadlock).
+    delivery = await session.scalar(
+        select(Delivery).where(Delivery.function_order_id == order.id).with_for_update()
+    )
     await session.refresh(order, with_for_update=True)
     if order.state == FunctionOrderState.CANCELLED:
         return order
     if order.account_id != account.id:
         raise CarlinkError("Only the person who ordered it can cancel it.", code="buyer_only", status=403)
-    delivery = await session.scalar(select(Delivery).where(Delivery.function_order_id == order.id))
     if order.state != FunctionOrderState.ORDERED or (
         delivery is not None and delivery.state == DeliveryState.INSTALLING
     ):
@@ -320,7 +347,8 @@ async def handle_report(
     if order is None:
         return outcome, None
     if outcome.moved_to == DeliveryState.ACTIVE and order.state == FunctionOrderState.ORDERED:
-        order.state, order.activated_at = FunctionOrderState.ACTIVATED.value, report.at
+        # The cloud's clock, not the car's: the contract's term and withdrawal period start now.
+        order.state, order.activated_at = FunctionOrderState.ACTIVATED.value, clock.now()
         return outcome, order.id
     if outcome.moved_to == DeliveryState.DEACTIVATED and order.ended_at is None:
         order.ended_at = clock.now()
@@ -331,20 +359,27 @@ async def settle_activation(platform: Platform, order_id: int) -> FunctionOrder:
     """REQ: FOD-2 — charges an activated order once and concludes it into a store order and contract.
 
     Safe to call again (the gateway after a report, the jobs role after a crash): the charge is asked for
-    with the order's key, and concluding finds the order already active.
+    with the order's key, a charge taken before a crash is found again, and concluding finds the order
+    already active.
     """
     async with platform.db.session() as session:
         order = await session.get(FunctionOrder, order_id)
         assert order is not None
-        method = (
-            await session.get(PaymentMethod, order.payment_method_id) if order.payment_method_id else None
-        )
+        method = await session.get(PaymentMethod, order.payment_method_id or 0)
         owner = await store_contracts.main_user(session, order.vehicle_id)
+        delivery = await session.scalar(select(Delivery).where(Delivery.function_order_id == order_id))
     if order.state != FunctionOrderState.ACTIVATED:
         return order
+    taken = await platform.payments.find_charge(order.idempotency_key)
+    if taken is not None and taken.status == ChargeStatus.SUCCEEDED:
+        return await _conclude(platform, order_id, taken)  # paid before a crash: the car has its function
+    if delivery is not None and delivery.state == DeliveryState.DEACTIVATED:
+        return await _refuse(platform, order_id, "deactivated")  # already off in the car: never charged
     if owner is None or owner.id != order.account_id:
         # The car changed hands since the order: the seller's card is never charged for it (STO-9).
         return await _refuse(platform, order_id, "owner_changed")
+    if order.price_minor == 0:
+        return await _conclude(platform, order_id, None)  # a free offer: nothing to charge
     if method is None or method.removed_at is not None:
         return await _refuse(platform, order_id, "no_card")
     result = await platform.payments.charge(
@@ -356,6 +391,11 @@ async def settle_activation(platform: Platform, order_id: int) -> FunctionOrder:
     if result.status != ChargeStatus.SUCCEEDED:
         # Nobody is at hand for a card issuer's question at activation time: that counts as refused.
         return await _refuse(platform, order_id, result.decline_code or "authentication_required")
+    return await _conclude(platform, order_id, result)
+
+
+async def _conclude(platform: Platform, order_id: int, charge: ChargeResult | None) -> FunctionOrder:
+    """The paid (or free) activation becomes a confirmed store order and its contract, in one unit of work."""
     async with platform.db.transaction() as session:
         order = await _locked(session, order_id)
         if order.state != FunctionOrderState.ACTIVATED:
@@ -372,7 +412,7 @@ async def settle_activation(platform: Platform, order_id: int) -> FunctionOrder:
             language=order.language,
             payment_method_id=order.payment_method_id,
             lines=[order.line],
-            charge_id=result.id,
+            charge_id=charge.id if charge else None,
             created_at=order.created_at,
             confirmed_at=now,
         )
@@ -380,16 +420,17 @@ async def settle_activation(platform: Platform, order_id: int) -> FunctionOrder:
         await session.flush()
         contract = store_contracts.new_contract(store_order, order.line, order.activated_at or now)
         session.add(contract)
-        session.add(
-            Payment(
-                idempotency_key=order.idempotency_key,
-                kind="charge",
-                order_id=store_order.id,
-                gateway_ref=result.id,
-                amount_minor=result.amount_minor,
-                currency=result.currency,
+        if charge is not None:
+            session.add(
+                Payment(
+                    idempotency_key=order.idempotency_key,
+                    kind="charge",
+                    order_id=store_order.id,
+                    gateway_ref=charge.id,
+                    amount_minor=charge.amount_minor,
+                    currency=charge.currency,
+                )
             )
-        )
         await session.flush()
         order.state, order.store_order_id, order.contract_id = (
             FunctionOrderState.ACTIVE.value,
@@ -452,7 +493,8 @@ async def expire_windows(platform: Platform, limit: int = 200) -> int:
                 .where(
                     FunctionOrder.state == FunctionOrderState.ORDERED,
                     FunctionOrder.download_by <= now,
-                    Delivery.state.in_([s.value for s in NOT_DOWNLOADED]),
+                    Delivery.downloaded_at.is_(None),  # a refused download ('failed') counts as none
+                    Delivery.state.in_([s.value for s in OPEN]),
                 )
                 .order_by(FunctionOrder.download_by)
                 .limit(limit)
@@ -487,14 +529,21 @@ async def settle_due(platform: Platform, limit: int = 50) -> int:
             )
         )
     for order_id in due:
-        await settle_activation(platform, order_id)
+        try:
+            await settle_activation(platform, order_id)
+        except Exception:  # the card provider is away, say: the others still settle; this one next round
+            log.exception("settling the activation of function order %s failed", order_id)
     return len(due)
 
 
 async def run_due(platform: Platform) -> None:
     await expire_windows(platform)
     await settle_due(platform)
-    await updates.run_rollouts(platform)
+    now = time.monotonic()
+    if now - _last_rollout.get(id(platform), -ROLLOUT_EVERY) >= ROLLOUT_EVERY:
+        # Rollouts read every car of a campaign's model: every few seconds is soon enough.
+        _last_rollout[id(platform)] = now
+        await updates.run_rollouts(platform)
     await deliveries.publish_due(platform)
 
 

@@ -136,6 +136,8 @@ class UpdateCampaign(Base):
     state: Mapped[str] = mapped_column(String(12), default="running")
     wave: Mapped[int] = mapped_column(default=0)
     paused_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Failures before this moment do not count against the error threshold (an operator resumed after a fix).
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -168,6 +170,8 @@ class Delivery(Base):
     failures: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # When the car first had the verified file (FOD-3's window waits for this, whatever came after).
+    downloaded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class VehicleDeliveries(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from carlink.errors import NotFound
 from carlink.fod import deliveries, updates
@@ -29,7 +29,9 @@ async def list_campaigns(request: Request) -> list[dict[str, Any]]:
 
 
 @router.post("", status_code=201)
-async def create_campaign(body: s.CampaignIn, request: Request) -> dict[str, Any]:
+async def create_campaign(
+    body: s.CampaignIn, request: Request, background: BackgroundTasks
+) -> dict[str, Any]:
     """Targets a model, some variants (none: all) and an installed version range; refused with
     `campaign_targets_no_car` when no car matches. The jobs role rolls it out wave by wave."""
     platform = platform_of(request)
@@ -41,7 +43,9 @@ async def create_campaign(body: s.CampaignIn, request: Request) -> dict[str, Any
         )
         result = s.campaign_out(created.campaign, {})
         result |= {"matching": created.matching, "consented": created.consented}
-    await updates.run_rollouts(platform)  # the first wave goes out now, not at the next jobs round
+    # The first wave is chosen now and its cars' sets go out right after the answer (a whole fleet takes a
+    # while); the jobs role publishes whatever this process could not.
+    background.add_task(deliveries.publish, platform, await updates.advance_rollouts(platform))
     return result
 
 
@@ -60,7 +64,9 @@ async def get_campaign(campaign_id: int, request: Request, state: str = "") -> d
 
 
 @router.post("/{campaign_id}/{action}")
-async def move_campaign(campaign_id: int, action: str, request: Request) -> dict[str, Any]:
+async def move_campaign(
+    campaign_id: int, action: str, request: Request, background: BackgroundTasks
+) -> dict[str, Any]:
     """pause | resume | cancel (cancel withdraws every update not yet installing)."""
     target = MOVES.get(action)
     platform = platform_of(request)
@@ -71,9 +77,10 @@ async def move_campaign(campaign_id: int, action: str, request: Request) -> dict
             await updates.campaign(session, campaign_id)  # 404 first for a campaign that does not exist
             raise NotFound("Campaigns can be paused, resumed or cancelled.", code="unknown_action")
         changed = await updates.move(session, campaign_id, target)
+    if target == CampaignState.RUNNING:
+        changed += await updates.advance_rollouts(platform)
+    background.add_task(deliveries.publish, platform, changed)
+    async with platform.db.session() as session:  # as it stands after the step (it may pause again)
         row = await updates.campaign(session, campaign_id)
         result = s.campaign_out(row, await updates.counts(session, row.id))
-    await deliveries.publish(platform, changed)
-    if target == CampaignState.RUNNING:
-        await updates.run_rollouts(platform)
     return result

@@ -31,8 +31,6 @@ OPEN = frozenset(
         DeliveryState.FAILED,
     }
 )
-# Not yet in the car as a verified file: what the 28-day window of FOD-3 waits for.
-NOT_DOWNLOADED = frozenset({DeliveryState.OFFERED, DeliveryState.DOWNLOADING})
 
 # What a car's report may move a delivery to, from where. A report that does not fit (late, repeated,
 # about a cancelled delivery) changes nothing: reports are at-least-once and may arrive out of order.

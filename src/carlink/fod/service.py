@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,28 +304,48 @@ async def add_package(
 
     The same name with the same content and custom data changes nothing (no new version).
     """
-    check_name(name)
+    [added] = await add_packages(session, settings, [(name, data, custom)], content_type=content_type)
+    return added
+
+
+async def add_packages(
+    session: AsyncSession,
+    settings: Settings,
+    files: Sequence[tuple[str, bytes | Path, dict[str, Any] | None]],
+    *,
+    content_type: str = "application/octet-stream",
+) -> list[AddedPackage]:
+    """Several files under one new targets version (none when nothing changed)."""
+    for name, _, _ in files:
+        check_name(name)
     await ensure_keys(session)
-    stored, sha256, length = await asyncio.to_thread(_store_blob, settings.package_dir, data)
-    custom = dict(custom or {})
-    row = await session.scalar(select(PackageFile).where(PackageFile.name == name))
-    if (
-        row is not None
-        and row.sha256 == sha256
-        and row.custom == custom
-        and row.content_type == content_type
-        and await asyncio.to_thread(os.path.isfile, row.stored_path)
-    ):
-        return AddedPackage(row, (await current_targets(session)).version, changed=False)
     now = clock.now()
-    if row is None:
-        row = PackageFile(name=name, created_at=now)
-        session.add(row)
-    row.length, row.sha256, row.stored_path = length, sha256, str(stored)
-    row.custom, row.content_type = custom, content_type
-    await session.flush()
-    targets = await _targets_row(session, now)
-    return AddedPackage(row, targets.version, changed=True)
+    rows: list[tuple[PackageFile, bool]] = []
+    for name, data, custom in files:
+        stored, sha256, length = await asyncio.to_thread(_store_blob, settings.package_dir, data)
+        wanted = dict(custom or {})
+        row = await session.scalar(select(PackageFile).where(PackageFile.name == name))
+        if (
+            row is not None
+            and row.sha256 == sha256
+            and row.custom == wanted
+            and row.content_type == content_type
+            and await asyncio.to_thread(os.path.isfile, row.stored_path)
+        ):
+            rows.append((row, False))
+            continue
+        if row is None:
+            row = PackageFile(name=name, created_at=now)
+            session.add(row)
+        row.length, row.sha256, row.stored_path = length, sha256, str(stored)
+        row.custom, row.content_type = wanted, content_type
+        rows.append((row, True))
+    if any(changed for _, changed in rows):
+        await session.flush()
+        version = (await _targets_row(session, now)).version
+    else:
+        version = (await current_targets(session)).version
+    return [AddedPackage(row, version, changed) for row, changed in rows]
 
 
 async def list_packages(session: AsyncSession) -> list[PackageFile]:

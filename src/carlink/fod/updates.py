@@ -5,7 +5,8 @@ Rollout, as hawkBit's rollout groups do it: wave i may hold the first `waves[i]`
 (cars that match and whose person switched updates on). The next wave opens when the installed share of the
 cars offered so far reaches `success_threshold`; the campaign pauses by itself when the failed share reaches
 `error_threshold`. An operator resumes (after a fix) or cancels it; cancelling takes every delivery not yet
-installing out of its car's set.
+installing out of its car's set. A campaign finishes when every car in its range has its update: a car whose
+person switches updates on later still gets it while the campaign runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.clock import clock
@@ -39,6 +40,7 @@ from carlink.protocol.catalogue import CATALOGUE
 
 log = logging.getLogger("carlink.fod")
 MAX_WAVES = 10
+SWITCHED_OFF = "updates_switched_off"
 
 
 # --- consent (OTA-1) -------------------------------------------------------------------------------------
@@ -63,8 +65,8 @@ async def set_consent(session: AsyncSession, account: Account, vin: str, enabled
         raise Forbidden("Only the vehicle's main user can switch online updates.", code="owner_only")
     vehicle = entry.vehicle
     current = await consent(session, vehicle.id)
-    if current is not None and current.enabled == enabled:
-        return []  # a repeated click records nothing new
+    if (current.enabled if current is not None else False) == enabled:
+        return []  # a repeated click (or "off" where updates were never on) records nothing new
     policy = await privacy.latest_policy(session)  # the version in force, which the page links to
     session.add(
         UpdateConsent(
@@ -77,14 +79,27 @@ async def set_consent(session: AsyncSession, account: Account, vin: str, enabled
     )
     if enabled:
         return []
+    return await _withdraw_updates(session, vehicle.id)
+
+
+async def reset_consent(session: AsyncSession, vehicle_id: int) -> None:
+    """The car changed hands: the previous person's consent does not pass to the next one (OTA-1)."""
+    current = await consent(session, vehicle_id)
+    if current is None or not current.enabled:
+        return
+    session.add(UpdateConsent(vehicle_id=vehicle_id, account_id=None, enabled=False, at=clock.now()))
+    await _withdraw_updates(session, vehicle_id)
+
+
+async def _withdraw_updates(session: AsyncSession, vehicle_id: int) -> list[int]:
     pending = await session.scalars(
         select(Delivery).where(
-            Delivery.vehicle_id == vehicle.id,
+            Delivery.vehicle_id == vehicle_id,
             Delivery.kind == "update",
-            Delivery.state.in_([DeliveryState.OFFERED, DeliveryState.DOWNLOADING, DeliveryState.DOWNLOADED]),
+            Delivery.state.in_([s.value for s in OPEN - {DeliveryState.INSTALLING}]),
         )
     )
-    return await deliveries.cancel(session, list(pending), "updates_switched_off")
+    return await deliveries.cancel(session, list(pending), SWITCHED_OFF)
 
 
 async def updates_of(session: AsyncSession, vehicle_id: int) -> list[tuple[Delivery, UpdateCampaign]]:
@@ -254,14 +269,16 @@ async def campaign_cars(
 
 async def move(session: AsyncSession, campaign_id: int, target: CampaignState) -> list[int]:
     """Operator: pause, resume or cancel; returns vehicle ids whose delivery set changed."""
-    row = await session.get(UpdateCampaign, campaign_id, with_for_update=True)
-    if row is None:
-        raise NotFound("There is no such campaign.", code="campaign_not_found")
+    await campaign(session, campaign_id)  # the same 404 for ids out of range
+    row = await session.get(UpdateCampaign, campaign_id, with_for_update=True, populate_existing=True)
+    assert row is not None
     if row.state == target:
         return []
     require_campaign_move(row.state, target)
     row.state = target.value
     row.paused_reason = "operator" if target == CampaignState.PAUSED else None
+    if target == CampaignState.RUNNING:
+        row.resumed_at = clock.now()
     if target != CampaignState.CANCELLED:
         return []
     row.finished_at = clock.now()
@@ -290,12 +307,30 @@ async def _advance(session: AsyncSession, row: UpdateCampaign) -> list[int]:
     offered = sum(tally.values()) - tally.get(DeliveryState.CANCELLED, 0)
     installed = tally.get(DeliveryState.INSTALLED, 0)
     failed = tally.get(DeliveryState.FAILED, 0)
+    if row.resumed_at is not None:  # only what failed since the operator resumed the campaign counts
+        since = select(func.count()).where(
+            Delivery.campaign_id == row.id,
+            Delivery.state == DeliveryState.FAILED,
+            Delivery.updated_at > row.resumed_at,
+        )
+        failed = await session.scalar(since) or 0
     if offered and failed * 100 >= row.error_threshold * offered:
         row.state, row.paused_reason = CampaignState.PAUSED.value, "error_threshold"
         log.warning("campaign %s paused: %s of %s cars failed", row.id, failed, offered)
         return []
     matching = await _matching(session, row)
-    have = set(await session.scalars(select(Delivery.vehicle_id).where(Delivery.campaign_id == row.id)))
+    # A car whose person switched updates off and on again gets its withdrawn delivery back.
+    withdrawn: dict[int, int] = {}
+    have: set[int] = set()
+    for delivery_id, vehicle_id, state, reason in await session.execute(
+        select(Delivery.id, Delivery.vehicle_id, Delivery.state, Delivery.reason).where(
+            Delivery.campaign_id == row.id
+        )
+    ):
+        if state == DeliveryState.CANCELLED and reason == SWITCHED_OFF:
+            withdrawn[vehicle_id] = delivery_id
+        else:
+            have.add(vehicle_id)
     candidates = sorted(await _consented(session, [vid for vid, _ in matching if vid not in have]))
     eligible = offered + len(candidates)
     if offered and installed * 100 >= row.success_threshold * offered and row.wave < len(row.waves) - 1:
@@ -306,31 +341,44 @@ async def _advance(session: AsyncSession, row: UpdateCampaign) -> list[int]:
     chosen = candidates[: max(room, 0)]
     if chosen:
         now = clock.now()
-        await session.execute(
-            insert(Delivery),
-            [
-                {
-                    "vehicle_id": vid,
-                    "kind": "update",
-                    "package": row.package,
-                    "campaign_id": row.id,
-                    "wave": row.wave,
-                    "state": DeliveryState.OFFERED.value,
-                    "failures": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for vid in chosen
-            ],
-        )
+        fresh = [vid for vid in chosen if vid not in withdrawn]
+        if fresh:
+            await session.execute(
+                insert(Delivery),
+                [
+                    {
+                        "vehicle_id": vid,
+                        "kind": "update",
+                        "package": row.package,
+                        "campaign_id": row.id,
+                        "wave": row.wave,
+                        "state": DeliveryState.OFFERED.value,
+                        "failures": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for vid in fresh
+                ],
+            )
+        again = [withdrawn[vid] for vid in chosen if vid in withdrawn]
+        if again:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(again))
+                .values(state=DeliveryState.OFFERED.value, reason=None, wave=row.wave, updated_at=now)
+            )
         await deliveries.bump(session, chosen)
-    elif row.wave == len(row.waves) - 1 and not candidates and not any(tally.get(state, 0) for state in OPEN):
+    elif (
+        row.wave == len(row.waves) - 1
+        and not any(vid not in have for vid, _ in matching)  # none waits for its person's consent
+        and not any(tally.get(state, 0) for state in OPEN)
+    ):
         row.state, row.finished_at = CampaignState.FINISHED.value, clock.now()
     return chosen
 
 
-async def run_rollouts(platform: Platform) -> int:
-    """Jobs: advances every running campaign; publishes the sets of the cars it offered updates to."""
+async def advance_rollouts(platform: Platform) -> list[int]:
+    """One step of every running campaign; returns the cars newly offered (their sets still to publish)."""
     async with platform.db.session() as session:
         running = list(
             await session.scalars(
@@ -344,6 +392,12 @@ async def run_rollouts(platform: Platform) -> int:
             if row is None or row.state != CampaignState.RUNNING:
                 continue
             offered += await _advance(session, row)
+    return offered
+
+
+async def run_rollouts(platform: Platform) -> int:
+    """Jobs: advances every running campaign and publishes the sets of the cars it offered updates to."""
+    offered = await advance_rollouts(platform)
     if offered:
         await deliveries.publish(platform, offered)
     return len(offered)

@@ -23,6 +23,7 @@ from carlink.protocol.transport import BrokerAddress, make_client
 from carlink.settings import Settings
 
 log = logging.getLogger("carlink.gateway")
+MAX_IN_FLIGHT = 1000
 
 UplinkHandler = Callable[[str, str, bytes], Awaitable[None]]
 
@@ -86,14 +87,18 @@ class CloudLink:
         username = self.address.username or GATEWAY_USER
         password = self.address.password or gateway_password(self.settings.secret_key)
         group = self.settings.mqtt_shared_group
-        return make_client(
+        client = make_client(
             self.address,
             username=username,
             password=password,
             identifier=f"carlink-{self.name}-{uuid.uuid4().hex[:10]}",
             mqtt5=bool(group),
-            max_inflight_messages=1000,
+            max_inflight_messages=MAX_IN_FLIGHT,
         )
+        # Publishing a fleet's delivery sets keeps hundreds of publishes in flight: that is the design, not
+        # a backlog worth a warning per message (aiomqtt warns above 10 by default).
+        client.pending_calls_threshold = MAX_IN_FLIGHT
+        return client
 
     async def _run(self) -> None:
         delay = 0.2

@@ -6,7 +6,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -186,13 +186,13 @@ class Deliveries(Message):
 class DeliveryReport(Message):
     """Car -> cloud: what became of one delivery; `reason` says why it failed (a stable code)."""
 
-    delivery: int = Field(ge=1)
+    delivery: int = Field(ge=1, le=2**31 - 1)
     state: DeliveryReportState
     reason: str | None = Field(default=None, max_length=200)
-    have: int | None = Field(default=None, ge=0)
-    length: int | None = Field(default=None, ge=0)
+    have: int | None = Field(default=None, ge=0, le=2**62)
+    length: int | None = Field(default=None, ge=0, le=2**62)
     version: str | None = Field(default=None, max_length=32)
-    at: dt.datetime
+    at: AwareDatetime
 
 
 # Telemetry keys (our own vocabulary, close to COVESA VSS; value fields per key in docs/protocol.md).

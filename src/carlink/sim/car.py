@@ -1,7 +1,8 @@
 """One simulated car: connects with its own broker account, verifies and executes signed commands, holds
 the signed entitlements the cloud publishes, reports telemetry and connection state, and lets a test or the
 demo act in the car (pairing code, privacy mode, remote-access authorisation, data connection, hotspot
-sharing, restart, ID login with the car's keys)."""
+sharing, restart, ID login with the car's keys, driving, parking and the charging cable). It fetches the
+packages the cloud delivers and installs them when the driver has left (FOD-3..8, OTA-3, OTA-4)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import datetime as dt
 import json
 import logging
 import socket
+import tempfile
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
@@ -28,6 +32,7 @@ from carlink.protocol.messages import (
     Command,
     CommandType,
     Connection,
+    DeliveryReport,
     EntitlementReport,
     IdLoginReply,
     IdLoginRequest,
@@ -39,8 +44,10 @@ from carlink.protocol.messages import (
 )
 from carlink.protocol.signing import load_public_key, verify_command
 from carlink.protocol.transport import BrokerAddress, make_client
+from carlink.sim.deliveries import CarMessage, DeliveryUnit
 from carlink.sim.entitlements import CarEntitlements
 from carlink.sim.idlogin import GUEST_NO_TIMERS, GUEST_NOT_SAVED, IdLoginUnit, Occupant
+from carlink.sim.packages import PackageClient
 from carlink.sim.state import CarState
 
 log = logging.getLogger("carlink.sim")
@@ -67,6 +74,10 @@ class SimulatedCar:
         network: Network = Network.LTE,
         perform_delay: float = 0.0,
         report_interval: float = 300.0,
+        package_url: str | None = None,
+        package_state_dir: Path | None = None,
+        package_http: httpx.AsyncClient | None = None,
+        trusted_root: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.vin = spec.vin
@@ -93,6 +104,14 @@ class SimulatedCar:
         self.id_login_requests: list[IdLoginRequest] = []
         self._id_replies: dict[str, asyncio.Future[IdLoginReply]] = {}
         self._stopping = False
+        # Deliveries (FOD, OTA): without a package URL the car holds its set but never downloads.
+        self.deliveries = DeliveryUnit(self.vin, self.keys)
+        self.package_url = package_url
+        self.package_http = package_http
+        self.trusted_root = trusted_root
+        self._package_state_dir = package_state_dir
+        self._package_temp: tempfile.TemporaryDirectory[str] | None = None
+        self._delivery_lock = asyncio.Lock()
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -117,6 +136,9 @@ class SimulatedCar:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, STOP_TIMEOUT)
         self.connected.clear()
+        packages, self.deliveries.packages = self.deliveries.packages, None
+        if packages is not None:
+            await packages.aclose()  # made again at the next download; what is on disk stays
 
     def _cut_link(self) -> None:
         """Drops the TCP link without an MQTT DISCONNECT, as a car losing power does: only then does the
@@ -158,7 +180,10 @@ class SimulatedCar:
                     if self.entitlements.revision:
                         # Also what changed while the car could not report it (docs/protocol.md).
                         await self._publish(kinds.UP_ENTITLEMENTS, self.entitlements.report(self.now()))
+                    for delivery_report in self.deliveries.reports_on_connect(self.now()):
+                        await self._publish(kinds.UP_DELIVERIES, delivery_report)
                     self.connected.set()
+                    await self._process_deliveries()  # e.g. resumes a download the lost link interrupted
                     delay = 0.2
                     reporter = asyncio.create_task(self._report_periodically())
                     try:
@@ -189,6 +214,8 @@ class SimulatedCar:
     async def _tick(self, seconds: float) -> None:
         self.state.advance(seconds)
         await self._after_entitlements(self.entitlements.expire(self.now()))
+        self.deliveries.rest(seconds, self.state, self._entitled_functions())
+        await self._process_deliveries()
         if self._online():
             await self.report()
 
@@ -198,7 +225,7 @@ class SimulatedCar:
     async def _publish(
         self,
         kind: str,
-        message: Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest,
+        message: Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest | DeliveryReport,
         *,
         retain: bool = False,
     ) -> None:
@@ -240,6 +267,12 @@ class SimulatedCar:
                     waiting.set_result(answer)
         elif topic == self.topics.down(self.vin, kinds.DOWN_ENTITLEMENTS):
             await self._after_entitlements(self.entitlements.receive(bytes(payload), self.now()))
+        elif topic == self.topics.down(self.vin, kinds.DOWN_DELIVERIES):
+            refused = len(self.deliveries.refused)
+            self.deliveries.receive(bytes(payload))
+            for revision, reason in self.deliveries.refused[refused:]:
+                self.refused.append((f"deliveries-{revision}", reason))
+            await self._process_deliveries()
 
     async def _on_command(self, payload: bytes) -> None:
         try:
@@ -276,6 +309,8 @@ class SimulatedCar:
         # Queued together and in order (MQTT keeps one connection's order): the state the command changed
         # is stored before the cloud sees the outcome, at the cost of one wait for the broker, not two.
         await asyncio.gather(*sends)
+        if command.type is CommandType.LOCK and error is None:
+            await self._process_deliveries()  # locked: perhaps the chance to install (FOD-4)
 
     async def _finish(self, command: Command, state: AckState, reason: str | None) -> None:
         await self._publish(kinds.UP_ACK, self._remember(command, state, reason))
@@ -353,13 +388,111 @@ class SimulatedCar:
         if self._online() and "hotspot" in self.state.measurements:
             await self.report(frozenset({"hotspot"}))
 
+    # --- deliveries: functions on demand and software updates (FOD-3..8, OTA-3, OTA-4) -------------------
+
+    @property
+    def messages(self) -> list[CarMessage]:
+        return self.deliveries.messages
+
+    @property
+    def active_functions(self) -> dict[str, int]:
+        """Activated functions, each with the delivery it was activated from."""
+        return self.deliveries.active_functions
+
+    @property
+    def software_version(self) -> str:
+        return self.deliveries.software_version
+
+    @property
+    def download_limit(self) -> int | None:
+        """Test hook: bytes per download attempt, as if the car went offline mid-download."""
+        return self.deliveries.download_limit
+
+    @download_limit.setter
+    def download_limit(self, limit: int | None) -> None:
+        self.deliveries.download_limit = limit
+
+    @property
+    def fail_next_install(self) -> str | None:
+        """Test hook: the next install or activation fails with this reason code."""
+        return self.deliveries.fail_next_install
+
+    @fail_next_install.setter
+    def fail_next_install(self, reason: str | None) -> None:
+        self.deliveries.fail_next_install = reason
+
+    def _entitled_functions(self) -> set[str]:
+        """Functions of the newest verified entitlements, applied or pending (FOD-7)."""
+        return {code for code, item in self.entitlements.held.items() if item.kind == "function"}
+
+    def _package_client(self) -> PackageClient | None:
+        if self.package_url is None:
+            return None
+        if self.deliveries.packages is None:
+            state_dir = self._package_state_dir
+            if state_dir is None:
+                self._package_temp = tempfile.TemporaryDirectory(prefix=f"carlink-car-{self.vin}-")
+                state_dir = self._package_state_dir = Path(self._package_temp.name)
+            self.deliveries.packages = PackageClient(
+                self.package_url,
+                self.vin,
+                self.spec.password,
+                state_dir,
+                trusted_root=self.trusted_root,
+                http=self.package_http,
+            )
+        return self.deliveries.packages
+
+    async def _process_deliveries(self) -> None:
+        """Downloads, installs and switches off what the car's situation allows now, and reports it."""
+        async with self._delivery_lock:
+            if any(held.needs_download for held in self.deliveries.held.values()):
+                self._package_client()  # made only when needed: an HTTP client is not free
+            online = self._online() and self.data_on
+            try:
+                reports = await self.deliveries.process(
+                    self.state, self.now(), online=online, entitled=self._entitled_functions()
+                )
+            except OSError:
+                log.exception("car %s could not process its deliveries", self.vin)
+                return
+            if not self._online():
+                return  # re-reported on the next connect
+            # A link lost now loses nothing: the car re-reports every delivery's state when it connects.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                for report in reports:
+                    await self._publish(kinds.UP_DELIVERIES, report)
+
     # --- what a person does in the car -------------------------------------------------------------------
+
+    async def drive(self) -> None:
+        """A person gets in and drives off (unlocked, power on, D, parking brake off)."""
+        self.state.drive()
+        await self._after_person(frozenset({"lock", "doors", "parking"}))
+
+    async def park_and_leave(self) -> None:
+        """The driver parks (P, parking brake), switches off, leaves and locks: the chance to install."""
+        self.state.park_and_leave()
+        await self._after_person(frozenset({"lock", "doors", "parking"}))
+
+    async def set_charging_cable(self, plugged: bool) -> None:
+        self.state.plugged = plugged
+        await self._after_person(frozenset({"charging"}))
+
+    async def _after_person(self, touched: frozenset[str]) -> None:
+        if self._online():
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await self.report(touched)
+        await self._process_deliveries()
 
     async def restart(self) -> None:
         """Switches the car (its infotainment) off and on, keeping the broker link: services bought since
-        the last restart appear now if the car is online, else they stay pending (STO-7)."""
+        the last restart appear now if the car is online, else they stay pending (STO-7); after the
+        recovery routine a failed delivery starts again (FOD-8)."""
         online = self.data_on and self.connected.is_set()
         await self._after_entitlements(self.entitlements.restart(self.now(), online=online))
+        self.deliveries.restart()
+        await self._process_deliveries()
 
     async def set_hotspot_sharing(self, on: bool) -> bool:
         """Switches WiFi hotspot sharing; False when refused: no data package is applied (CON-3)."""

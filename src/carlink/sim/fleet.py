@@ -18,14 +18,23 @@ class Manifest:
     prefix: str
     trusted_keys: dict[str, str]
     cars: tuple[CarSpec, ...]
+    # Where cars fetch signed data packages (the cloud's API base URL) and the package root they pin;
+    # older manifests have neither: their cars hold deliveries but never download.
+    api_url: str | None = None
+    trusted_root: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "broker_url": self.broker_url,
             "prefix": self.prefix,
             "trusted_keys": self.trusted_keys,
             "cars": [vars(spec) for spec in self.cars],
         }
+        if self.api_url is not None:
+            data["api_url"] = self.api_url
+        if self.trusted_root is not None:
+            data["trusted_root"] = self.trusted_root
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
@@ -34,6 +43,8 @@ class Manifest:
             prefix=data["prefix"],
             trusted_keys=dict(data["trusted_keys"]),
             cars=tuple(CarSpec(**car) for car in data["cars"]),
+            api_url=data.get("api_url"),
+            trusted_root=data.get("trusted_root"),
         )
 
     @classmethod
@@ -43,6 +54,8 @@ class Manifest:
 
 class Fleet:
     def __init__(self, manifest: Manifest, **car_options: Any) -> None:
+        car_options.setdefault("package_url", manifest.api_url)
+        car_options.setdefault("trusted_root", manifest.trusted_root)
         self.cars = {
             spec.vin: SimulatedCar(
                 spec,

@@ -53,6 +53,10 @@ class CarState:
     remote_access: bool = True
     parking_brake: bool = True
     parking_light: bool = False
+    # Drive-ready and the person in the car (FOD-5): selector position, power, someone in the car.
+    gear: str = "P"  # "P" or "D"
+    power_on: bool = False
+    occupied: bool = False
     hotspot_sharing: bool = False
     hotspot_used_mb: int = 0  # shared in the data package's current term, or its last one when none is left
     hotspot_package: str | None = None  # service code of the applied data package (CON-3)
@@ -105,6 +109,18 @@ class CarState:
             return False
         self.hotspot_sharing = on
         return True
+
+    def drive(self) -> None:
+        """A person gets in and drives off: unlocked, power on, selector in D, parking brake released."""
+        self.occupied, self.locked, self.power_on = True, False, True
+        self.gear, self.parking_brake = "D", False
+
+    def park_and_leave(self) -> None:
+        """The driver parks (P, parking brake on), switches off, gets out, closes every door and locks."""
+        self.gear, self.parking_brake, self.power_on = "P", True, False
+        self.occupied = False
+        self.doors_open = dict.fromkeys(self.doors_open, False)
+        self.locked = True
 
     def advance(self, seconds: float) -> None:
         """Time passes: a plugged-in car charges towards its target, a climate session runs down, a shared

@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-26 01:06:37.634377
+Create Date: 2026-11-26 02:08:20.033521
 """
 
 from collections.abc import Sequence
@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("wave", sa.Integer(), nullable=False),
         sa.Column("paused_reason", sa.String(length=64), nullable=True),
+        sa.Column("resumed_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
@@ -164,6 +165,7 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("created_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("downloaded_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],
             ["update_campaigns.id"],
