@@ -137,31 +137,29 @@ async def test_an_order_charges_nothing_and_puts_the_package_into_the_cars_deliv
     assert mail is not None and mail.to_address == world.OWNER and placed.number in mail.body_text
 
 
-@pytest.mark.parametrize(
-    ("code", "term", "vin", "who", "changes", "error"),
-    [
-        ("power-boost", "LIFE", NINE_ELEVEN, world.OWNER, {}, "service_not_available"),  # electric only
-        ("remote-services", "P1Y", TAYCAN, world.OWNER, {}, "not_a_function"),
-        ("adaptive-cruise", "LIFE", TAYCAN, world.OWNER, {"accept_terms": False}, "terms_not_accepted"),
-        ("adaptive-cruise", "LIFE", TAYCAN, world.FAMILY, {}, "owner_only"),
-        ("adaptive-cruise", "LIFE", TAYCAN, world.STRANGER, {}, "vehicle_not_found"),
-        (
-            "adaptive-cruise",
-            "LIFE",
-            TAYCAN,
-            world.OWNER,
-            {"payment_method_id": 999},
-            "payment_method_not_found",
-        ),
-        ("adaptive-cruise", "LIFE", TAYCAN, world.OWNER, {"offer_id": 0}, "offer_not_found"),
-    ],
-)
-async def test_orders_that_cannot_be_are_refused_with_a_stable_code(
-    fod: World, code: str, term: str, vin: str, who: str, changes: dict[str, Any], error: str
-) -> None:
-    with pytest.raises(CarlinkError) as refused:
-        await order(fod, code, term, vin, who=await account(fod.db, who), **changes)
-    assert refused.value.code == error
+REFUSED: list[tuple[str, str, str, str, dict[str, Any], str]] = [
+    ("power-boost", "LIFE", NINE_ELEVEN, world.OWNER, {}, "service_not_available"),  # electric only
+    ("remote-services", "P1Y", TAYCAN, world.OWNER, {}, "not_a_function"),
+    ("adaptive-cruise", "LIFE", TAYCAN, world.OWNER, {"accept_terms": False}, "terms_not_accepted"),
+    ("adaptive-cruise", "LIFE", TAYCAN, world.FAMILY, {}, "owner_only"),
+    ("adaptive-cruise", "LIFE", TAYCAN, world.STRANGER, {}, "vehicle_not_found"),
+    (
+        "adaptive-cruise",
+        "LIFE",
+        TAYCAN,
+        world.OWNER,
+        {"payment_method_id": 999},
+        "payment_method_not_found",
+    ),
+    ("adaptive-cruise", "LIFE", TAYCAN, world.OWNER, {"offer_id": 0}, "offer_not_found"),
+]
+
+
+async def test_orders_that_cannot_be_are_refused_with_a_stable_code(fod: World) -> None:
+    for code, term, vin, who, changes, error in REFUSED:  # one world: nothing is written by a refusal
+        with pytest.raises(CarlinkError) as refused:
+            await order(fod, code, term, vin, who=await account(fod.db, who), **changes)
+        assert refused.value.code == error, (code, who, changes)
     assert await count(fod, FunctionOrder) == 0
 
 
