@@ -207,14 +207,6 @@ async def record_report(session: AsyncSession, vehicle: Vehicle, report: Deliver
     return ReportOutcome(delivery, target, set_changed)
 
 
-async def of_vehicle(session: AsyncSession, vehicle_id: int) -> list[Delivery]:
-    return list(
-        await session.scalars(
-            select(Delivery).where(Delivery.vehicle_id == vehicle_id).order_by(Delivery.id.desc())
-        )
-    )
-
-
 async def cancel(session: AsyncSession, rows: Iterable[Delivery], reason: str) -> list[int]:
     """Takes open deliveries out of their cars' sets; returns the vehicle ids to publish again."""
     now = clock.now()
