@@ -27,8 +27,10 @@ compat-clients: $(COMPAT)
 browser:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
+# The tests spend much of their time waiting on brokers, databases and the browser: one worker per core
+# (xdist) halves the run on two cores. Each worker has its own databases, brokers and topic prefixes.
 test: install compat-clients browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

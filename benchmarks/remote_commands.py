@@ -329,19 +329,28 @@ def _die_with_parent() -> None:
 
 
 async def start_child(
-    name: str, role: str, config: dict[str, Any], workdir: Path, *, pipe: bool = False
+    name: str,
+    role: str,
+    config: dict[str, Any],
+    workdir: Path,
+    *,
+    pipe: bool = False,
+    script: Path = SCRIPT,
+    stdin: bool = False,
 ) -> Child:
+    """A role of `script` (this one by default) as a child process; `pipe` reads its stdout, `stdin` lets
+    the benchmark write to it."""
     log = workdir / f"{name}.log"
     with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(SCRIPT),
+            str(script),
             "--role",
             role,
             "--role-config",
             json.dumps(config),
             cwd=PROJECT,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if pipe else sink,
             stderr=sink,
             preexec_fn=_die_with_parent,
@@ -821,7 +830,8 @@ async def _authorization_code_flow(http: httpx.AsyncClient, email: str, password
     return str(response.json()["access_token"])
 
 
-def describe_setup(args: argparse.Namespace, mosquitto_version: str) -> str:
+def describe_stack(args: argparse.Namespace, mosquitto_version: str) -> str:
+    """Database, broker, service and fleet of a run (the other benchmarks say what they add)."""
     from importlib.metadata import version
 
     broker = (
@@ -832,7 +842,15 @@ def describe_setup(args: argparse.Namespace, mosquitto_version: str) -> str:
     database = "SQLite (WAL)" if args.database == "sqlite" else "PostgreSQL (asyncpg)"
     return (
         f"{database}; {broker}; service: uvicorn {version('uvicorn')}, all roles, one process; "
-        f"fleet: {args.vehicles} cars (aiomqtt {version('aiomqtt')}, TCP_NODELAY) in one process; "
+        f"fleet: {args.vehicles} cars (aiomqtt {version('aiomqtt')}, TCP_NODELAY) in one process"
+    )
+
+
+def describe_setup(args: argparse.Namespace, mosquitto_version: str) -> str:
+    from importlib.metadata import version
+
+    return (
+        f"{describe_stack(args, mosquitto_version)}; "
         f"load generator: httpx {version('httpx')} + aiomqtt requester in this process; "
         f"{args.command_type}, concurrency {args.concurrency}, {args.rounds} alternating rounds"
     )

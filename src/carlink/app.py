@@ -58,6 +58,10 @@ from carlink.privacy import pages as privacy_pages
 from carlink.privacy.seed import ensure_policy
 from carlink.protocol.topics import Topics
 from carlink.remote import api as remote_api
+from carlink.security import api as security_api
+from carlink.security import config as security_config
+from carlink.security import console as soc_console
+from carlink.security import pages as security_pages
 from carlink.settings import Settings
 from carlink.store import api as store_api
 from carlink.store import entitlements
@@ -104,6 +108,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
             republish_entitlements=functools.partial(entitlements.publish, platform),
             settings=settings,
             after_delivery=functools.partial(functions.after_report, platform),
+            republish_security=functools.partial(security_config.publish, platform),
         )
     # An api instance without the gateway role learns of vehicle events through the broker.
     sink = platform.hub.publish if platform.roles & {"api", "gateway"} == {"api"} else None
@@ -191,6 +196,9 @@ def create_app(
         fod_operator_api.router,
         fod_pages.router,
         fod_console.router,
+        security_api.router,
+        security_pages.router,
+        soc_console.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.

@@ -15,3 +15,14 @@ COMMAND_SECONDS = Histogram(
 ORDERS = Counter("carlink_orders_total", "Store orders by the state they ended in", ["state"])
 CONTRACTS_ENDED = Counter("carlink_contracts_ended_total", "Contracts ended, by how", ["how"])
 RENEWALS = Counter("carlink_renewals_total", "Subscription renewals, by outcome", ["outcome"])
+# Car security (SEC-1, SEC-3): what the theft sensors raised, re-sends answered again, what a mode covered.
+ALARMS = Counter("carlink_alarms_total", "Alarm signals stored, by trigger", ["trigger"])
+ALARM_DUPLICATES = Counter("carlink_alarm_duplicates_total", "Re-sent alarm signals answered again")
+ALARMS_SUPPRESSED = Counter(
+    "carlink_alarms_suppressed_total", "Alarm signals a service or transport mode covered", ["mode"]
+)
+ALARM_STORE_SECONDS = Histogram(
+    "carlink_alarm_store_seconds",
+    "From the car's alarm time to the signal stored (the car's clock against ours)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)

@@ -46,6 +46,7 @@ VISA_CHALLENGE = "4000 0000 0000 3220"
 VISA_DECLINED = "4000 0000 0000 0002"
 JCB = "3530 1113 3330 0000"
 AMEX = "3782 8224 6310 005"
+SOC_PHONE = "+49 711 555 0199"  # the number the SOC calls (SEC-1), for the tracking packages
 JP_VIN = make_vin("WP0", "ZZZY1", "P", "S", 700001)
 JAPAN_BUYER = world.JAPAN_OWNER  # lives in Japan, language ja
 
@@ -122,10 +123,10 @@ async def ready_cart(
     card: str | None = VISA,
     auto_renew: bool = False,
 ) -> dict[str, Any]:
-    response = await client.post(
-        f"/api/v1/vehicles/{vin}/cart/lines",
-        json={"offer_id": await offer_id(client, vin, service, term), "auto_renew": auto_renew},
-    )
+    line: dict[str, Any] = {"offer_id": await offer_id(client, vin, service, term), "auto_renew": auto_renew}
+    if service.startswith("tracking"):  # REQ: SEC-1 — the number the SOC calls comes with the package
+        line["phone"] = SOC_PHONE
+    response = await client.post(f"/api/v1/vehicles/{vin}/cart/lines", json=line)
     assert response.status_code == 200, response.text
     response = await client.put(f"/api/v1/vehicles/{vin}/cart/billing", json=ADDRESS)
     assert response.status_code == 200, response.text

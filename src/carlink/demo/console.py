@@ -1,7 +1,8 @@
 """The demo's car console: what a person does sitting in a simulated car (type the pairing code, switch
 privacy mode, remote-access authorisation, the data connection or hotspot sharing, restart the car, start it
 with a key and log an ID in, VEH-7/VEH-8; drive, park and lock, plug the cable in, let ten minutes pass, so
-functions and updates install, FOD-4..8). Only
+functions and updates install, FOD-4..8; fire the theft sensors, have the car towed or stolen, put a driver
+card in, SEC-1..3). Only
 `carlink demo` mounts it; it speaks to the cars directly, and the cars speak to the cloud over MQTT like real
 ones."""
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from carlink.sim.car import SimulatedCar
 from carlink.sim.fleet import Fleet
+from carlink.sim.security import SENSORS
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=[str(HERE / "templates"), str(HERE.parent / "web" / "templates")])
@@ -55,6 +57,11 @@ MOVES: dict[str, tuple[str, Callable[[SimulatedCar], Awaitable[None]]]] = {
 }
 
 
+# The car's theft sensors, as the console names them (SEC-1): form value -> label.
+SENSOR_LABELS = {trigger.value: trigger.value.replace("_", " ").capitalize() for trigger in sorted(SENSORS)}
+DEMO_CARD = "DEMO-CARD-0001"  # what the console offers to put in; a dealer registers the same serial
+
+
 # The car's keys in the demo; each remembers the ID (or guest) that used it last (VEH-7).
 KEYS = ("key-1", "key-2", "key-3")
 OFFLINE = "The car cannot reach carlink now: switch its data connection on and try again."
@@ -80,7 +87,14 @@ def console_router(cars: DemoCars) -> APIRouter:
     @router.get("", response_class=HTMLResponse)
     async def overview(request: Request) -> HTMLResponse:
         fleet = list(cars.fleet.cars.values()) if cars.fleet else []
-        context = {"cars": fleet[:50], "messages": cars.last_message, "total": len(fleet), "keys": KEYS}
+        context = {
+            "cars": fleet[:50],
+            "messages": cars.last_message,
+            "total": len(fleet),
+            "keys": KEYS,
+            "sensors": SENSOR_LABELS,
+            "demo_card": DEMO_CARD,
+        }
         return TEMPLATES.TemplateResponse(request, "car_console.html", context)
 
     @router.post("/{vin}/pair")
@@ -127,6 +141,16 @@ def console_router(cars: DemoCars) -> APIRouter:
             said, act = found
             await act(car)
             cars.last_message[vin] = said
+        return _back(vin)
+
+    @router.post("/{vin}/security")
+    async def security(vin: str, action: str = Form(""), serial: str = Form("")) -> RedirectResponse:
+        """A theft sensor fires, the car is towed or stolen, a driver card goes in or out (SEC-1..3)."""
+        car = _car(vin)
+        if car is not None:
+            said = await _security_action(car, action, serial.strip())
+            if said is not None:
+                cars.last_message[vin] = said
         return _back(vin)
 
     # --- in-car ID login (VEH-7, VEH-8) --------------------------------------------------------------
@@ -196,6 +220,36 @@ def console_router(cars: DemoCars) -> APIRouter:
         return _back(vin)
 
     return router
+
+
+async def _security_action(car: SimulatedCar, action: str, serial: str) -> str | None:
+    """Does what the security form asks and says what happened; None for an unknown action."""
+    online = "" if car.connected.is_set() else " The car is offline: it sends the alarms when it is back."
+    if action in SENSOR_LABELS:
+        label = SENSOR_LABELS[action]
+        alarm_id = await car.trigger_sensor(action)
+        if alarm_id is None:
+            return f"{label}: no alarm, the car's {_mode(car)} mode covers it."
+        return f"{label}: the car raised an alarm for the SOC.{online}"
+    if action == "tow":
+        await car.tow_away()
+        return f"The car is lifted onto a tow truck and carried off 1 km.{online}"
+    if action == "steal":
+        await car.steal()
+        return f"A thief starts the car without its key and drives off.{online}"
+    if action == "card_in":
+        card = serial or DEMO_CARD
+        car.present_driver_card(card)
+        return f"Driver card {card} is in the car."
+    if action == "card_out":
+        car.present_driver_card(None)
+        return "No driver card in the car."
+    return None
+
+
+def _mode(car: SimulatedCar) -> str:
+    mode = car.security.mode_in_force(car.now())
+    return mode.kind if mode is not None else "current"
 
 
 def _said(message: str | None) -> str:

@@ -133,6 +133,7 @@ def _print_welcome(
     table.add_row(world.OTHER_DEALER, "dealer console of Autohaus Muster Berlin (serves none of them)", "-")
     table.add_row(world.JAPAN_DEALER, "dealer console of Example Motors Yokohama (sold the Macan)", "-")
     table.add_row(world.OPERATOR, "operator console", "-")
+    table.add_row(world.SOC_OPERATOR, "SOC console (live alarm queue, cases, welcome calls)", "-")
     console.print(table)
     cars_table = Table(title=f"Demo cars ({fleet_size} simulated cars online)")
     for column in ("VIN", "model", "year", "country", "owner's pairing code"):

@@ -26,11 +26,13 @@ STRANGER = "stranger@example.com"
 FLEET_OWNER = "fleet@example.com"
 # A person in Japan, so the demo shows a second country's store: yen, JCB and Diners, Carrier Connect.
 JAPAN_OWNER = "hanako@example.com"
-# Staff: two dealers in Germany (the second serves none of the demo cars), one in Japan, an operator.
+# Staff: two dealers in Germany (the second serves none of the demo cars), one in Japan, an operator and
+# an operator of the security operations centre (SEC-1).
 DEALER = "dealer@example.com"
 OTHER_DEALER = "dealer.berlin@example.com"
 JAPAN_DEALER = "dealer.yokohama@example.com"
 OPERATOR = "operator@example.com"
+SOC_OPERATOR = "soc@example.com"
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,8 @@ async def _seed_partners(session: AsyncSession) -> dict[str, Partner]:
         await identity.grant_staff_role(session, login, identity.DEALER, partner_id=partner.id)
     operator = await _account(session, OPERATOR, "Olga Operator", pin=None)
     await identity.grant_staff_role(session, operator, identity.OPERATOR)
+    soc = await _account(session, SOC_OPERATOR, "Sam SOC", pin=None)
+    await identity.grant_staff_role(session, soc, identity.SOC)
     return partners
 
 

@@ -337,15 +337,18 @@ async def _forget_previous_owner(session: AsyncSession, vehicle_id: int, leavers
     """What belonged to the previous owner's time with the car ends with it: logins in the car (including
     visitors who had the old security code), the driver cards registered for it (SEC-2), the leavers'
     future workshop appointments for it (PAR-2), their function orders still waiting for the car and the
-    consent to online updates (FOD, OTA-1)."""
+    consent to online updates (FOD, OTA-1), and the phone number the SOC would call (SEC-1): the new main
+    user gives theirs."""
     from carlink.fod import functions  # these domains build on the garage
     from carlink.incar import service as incar
     from carlink.partners import booking
+    from carlink.security import activations
     from carlink.security import service as security
 
     await incar.end_vehicle_logins(session, vehicle_id)
     await functions.forget_previous_owner(session, vehicle_id, leavers)
     await security.revoke_cards_of_vehicle(session, vehicle_id)
+    await activations.forget_phone(session, vehicle_id)
     await booking.release_for_leavers(session, vehicle_id, leavers)
 
 

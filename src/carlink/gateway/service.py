@@ -1,4 +1,4 @@
-"""What the cloud does with each uplink: acks, telemetry, connection state and requests from cars."""
+"""What the cloud does with each uplink: acks, telemetry, connection state, requests and alarms from cars."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import metrics
+from carlink.clock import clock
 from carlink.db.base import Database
 from carlink.fod import functions
 from carlink.garage import service as garage
@@ -20,6 +21,8 @@ from carlink.protocol import topics as kinds
 from carlink.protocol.messages import (
     MAX_MESSAGE_BYTES,
     Ack,
+    AlarmAck,
+    AlarmSignal,
     CommandType,
     Connection,
     DeliveryReport,
@@ -28,9 +31,13 @@ from carlink.protocol.messages import (
     IdLoginRequest,
     Reply,
     Request,
+    SecurityReport,
     Telemetry,
+    TrackPoint,
 )
 from carlink.remote import service as remote
+from carlink.security import alarms
+from carlink.security import config as security_config
 from carlink.settings import Settings, get_settings
 from carlink.store import entitlements
 from carlink.telemetry import service as telemetry
@@ -46,6 +53,9 @@ _KINDS = frozenset(
         kinds.UP_ENTITLEMENTS,
         kinds.UP_ID_LOGIN,
         kinds.UP_DELIVERIES,
+        kinds.UP_ALARM,
+        kinds.UP_TRACK,
+        kinds.UP_SECURITY,
     }
 )
 
@@ -54,7 +64,30 @@ Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
 Republish = Callable[[int], Awaitable[bool]]
 # After a delivery report: (vehicle id, its delivery set changed, function order whose charge is due).
 AfterDelivery = Callable[[int, bool, int | None], Awaitable[None]]
-Uplink = Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest | DeliveryReport
+Uplink = (
+    Ack
+    | Telemetry
+    | Connection
+    | Request
+    | EntitlementReport
+    | IdLoginRequest
+    | DeliveryReport
+    | AlarmSignal
+    | TrackPoint
+    | SecurityReport
+)
+_MODELS: dict[str, Any] = {
+    kinds.UP_ACK: Ack,
+    kinds.UP_TELEMETRY: Telemetry,
+    kinds.UP_CONNECTION: Connection,
+    kinds.UP_REQUEST: Request,
+    kinds.UP_ENTITLEMENTS: EntitlementReport,
+    kinds.UP_ID_LOGIN: IdLoginRequest,
+    kinds.UP_DELIVERIES: DeliveryReport,
+    kinds.UP_ALARM: AlarmSignal,
+    kinds.UP_TRACK: TrackPoint,
+    kinds.UP_SECURITY: SecurityReport,
+}
 
 
 class UplinkHandler:
@@ -67,6 +100,7 @@ class UplinkHandler:
         republish_entitlements: Republish | None = None,
         settings: Settings | None = None,
         after_delivery: AfterDelivery | None = None,
+        republish_security: Republish | None = None,
     ) -> None:
         self.db = db
         self.emit = emit
@@ -74,6 +108,8 @@ class UplinkHandler:
         self.topics = topics
         self.republish_entitlements = republish_entitlements
         self.after_delivery = after_delivery
+        # A new alarm case asks the car to track (its security set changed): published after the commit.
+        self.republish_security = republish_security
         # In-car ID login checks passwords with the sign-in protection, whose limits are settings.
         self.settings = settings or get_settings()
         self.rejected = 0
@@ -83,12 +119,17 @@ class UplinkHandler:
     async def __call__(self, vin: str, kind: str, payload: bytes) -> None:
         message = self._parse(vin, kind, payload)
         if message is None:
+            if kind == kinds.UP_ALARM:
+                await self._answer_known_alarm(vin, payload)
             return
         metrics.UPLINKS.labels(kind).inc()
+        if isinstance(message, AlarmSignal):
+            await self._alarm(vin, message)
+            return
         events: list[dict[str, Any]] = []
         reply: Reply | None = None
         id_login_reply: IdLoginReply | None = None
-        behind = False
+        behind = security_behind = False
         delivery_changed, charge_due = False, None
         vehicle_id = self._vehicle_ids.get(vin)
         if isinstance(message, Ack) and vehicle_id is not None:
@@ -127,6 +168,10 @@ class UplinkHandler:
                 delivery_changed = outcome.set_changed
                 if outcome.moved_to is not None:
                     events = [{"type": "delivery", "id": message.delivery, "state": outcome.moved_to.value}]
+            elif isinstance(message, SecurityReport):
+                security_behind = await security_config.record_report(session, vehicle, message)
+            elif isinstance(message, TrackPoint):
+                await alarms.record_track(session, vehicle, message)
             vehicle_id = vehicle.id
         for event in events:
             await self.emit(vehicle_id, event)
@@ -140,18 +185,78 @@ class UplinkHandler:
             await self.republish_entitlements(vehicle_id)
         if (delivery_changed or charge_due) and self.after_delivery is not None:
             await self.after_delivery(vehicle_id, delivery_changed, charge_due)
+        if security_behind and self.republish_security is not None:
+            await self.republish_security(vehicle_id)
+
+    async def _alarm(self, vin: str, signal: AlarmSignal) -> None:
+        """REQ: SEC-1 — store, commit, and only then acknowledge: an alarm the car saw acknowledged is in
+        the database. A re-send is answered the same way and changes nothing. Then the SOC hears of it."""
+        if await self._known_alarm(vin, signal.id):
+            # A re-send (the car re-sends every unanswered alarm every 5 s): answered without a write turn.
+            metrics.ALARM_DUPLICATES.inc()
+            await self._ack_alarm(vin, signal.id)
+            return
+        async with self.db.transaction() as session:
+            vehicle = await garage.vehicle_by_vin(session, vin)
+            if vehicle is None:  # the broker's ACL lets only provisioned cars publish
+                log.warning("alarm from unknown vehicle %s dropped", vin)
+                return
+            outcome = await alarms.ingest(session, vehicle, signal)
+            vehicle_id = vehicle.id
+            events = []
+            if outcome.alarm is not None:
+                events.append(alarms.event_of(outcome.alarm, vin))
+            if outcome.activation is not None:
+                events.append(alarms.activation_event(outcome.activation, vin))
+        self._count_alarm(signal, outcome)
+        await self._ack_alarm(vin, signal.id)
+        for event in events:
+            await self.emit(alarms.SOC_CHANNEL, event)
+        if outcome.opened and self.republish_security is not None:
+            await self.republish_security(vehicle_id)
+
+    async def _answer_known_alarm(self, vin: str, payload: bytes) -> None:
+        """docs/protocol.md: a malformed re-send of an alarm the cloud has is answered like any re-send, so
+        the car stops sending it; any other malformed alarm stays dropped."""
+        if len(payload) > MAX_MESSAGE_BYTES:
+            return
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        alarm_id = data.get("id") if isinstance(data, dict) else None
+        if isinstance(alarm_id, str) and 8 <= len(alarm_id) <= 64 and await self._known_alarm(vin, alarm_id):
+            metrics.ALARM_DUPLICATES.inc()
+            await self._ack_alarm(vin, alarm_id)
+
+    async def _known_alarm(self, vin: str, alarm_id: str) -> bool:
+        async with self.db.session() as session:
+            vehicle_id = self._vehicle_ids.get(vin)
+            if vehicle_id is None:
+                vehicle = await garage.vehicle_by_vin(session, vin)
+                if vehicle is None:
+                    return False
+                vehicle_id = vehicle.id
+            return await alarms.known(session, vehicle_id, alarm_id)
+
+    async def _ack_alarm(self, vin: str, alarm_id: str) -> None:
+        # Lost with the broker? The car re-sends the alarm and is answered then.
+        ack = AlarmAck(alarm_id=alarm_id).model_dump_json().encode()
+        await self.reply(self.topics.down(vin, kinds.DOWN_ALARM_ACK), ack)
+
+    @staticmethod
+    def _count_alarm(signal: AlarmSignal, outcome: alarms.IngestOutcome) -> None:
+        if outcome.duplicate:
+            metrics.ALARM_DUPLICATES.inc()
+            return
+        metrics.ALARMS.labels(signal.trigger.value).inc()
+        if outcome.suppressed_by is not None:
+            metrics.ALARMS_SUPPRESSED.labels(outcome.suppressed_by).inc()
+        # The car's clock may run ahead of ours: never a negative time.
+        metrics.ALARM_STORE_SECONDS.observe(max(0.0, (clock.now() - signal.at).total_seconds()))
 
     def _parse(self, vin: str, kind: str, payload: bytes) -> Uplink | None:
-        models: dict[str, Any] = {
-            kinds.UP_ACK: Ack,
-            kinds.UP_TELEMETRY: Telemetry,
-            kinds.UP_CONNECTION: Connection,
-            kinds.UP_REQUEST: Request,
-            kinds.UP_ENTITLEMENTS: EntitlementReport,
-            kinds.UP_ID_LOGIN: IdLoginRequest,
-            kinds.UP_DELIVERIES: DeliveryReport,
-        }
-        model = models.get(kind)
+        model = _MODELS.get(kind)
         if model is None or len(payload) > MAX_MESSAGE_BYTES:
             self._reject(vin, kind, "unknown kind or oversized")
             return None

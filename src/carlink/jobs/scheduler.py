@@ -1,5 +1,6 @@
 """Periodic work: expire commands the car never answered, re-send commands lost with the broker; finish
-orders a crash left half-way, renew and end contracts, publish entitlements, deliver the email outbox.
+orders a crash left half-way, renew and end contracts, publish entitlements and security sets (ending the
+service and transport modes that ran out), deliver the email outbox.
 
 Safe to run in several instances: each step is one transaction over rows whose state decides the work,
 and the car executes a command id at most once.
@@ -19,6 +20,7 @@ from carlink.notify.delivery import deliver_due
 from carlink.partners import booking  # fixA: after-sales jobs (slots hourly, recall mails)
 from carlink.platform import Platform
 from carlink.remote import service as remote
+from carlink.security import config as security_config
 from carlink.store import contracts, entitlements
 
 log = logging.getLogger("carlink.jobs")
@@ -39,6 +41,7 @@ async def run_store(platform: Platform) -> None:
     await contracts.renew_due(platform)
     await contracts.expire_due(platform)
     await entitlements.publish_due(platform)
+    await security_config.publish_due(platform)  # issue 7: the car's security set, also when a mode ran out
 
 
 async def run_commands(platform: Platform) -> None:

@@ -1,5 +1,6 @@
 """The dealer console (/dealer): the partner's customers with their cars and consent, recording a sale
-and its invitation (ACC-2, ACC-4), and driver cards. Appointments and erasure requests live elsewhere.
+and its invitation (ACC-2, ACC-4), driver cards (SEC-2) and the service or transport mode of the cars it
+serves (SEC-3). Appointments and erasure requests live elsewhere.
 
 Every page needs the dealer role; a dealer sees only its own customers, cars, sales and cards, and another
 dealer's are as unknown as ones that do not exist (carlink.partners.dealers decides).
@@ -16,8 +17,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink.clock import clock
 from carlink.db.base import utcnow
-from carlink.errors import CarlinkError, NotFound
+from carlink.errors import CarlinkError, NotFound, vehicle_not_found
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.identity import invitations
@@ -28,6 +30,9 @@ from carlink.partners import dealers
 from carlink.partners import service as partners
 from carlink.partners.models import Partner
 from carlink.protocol.catalogue import CATALOGUE
+from carlink.security import config as security_config
+from carlink.security import modes
+from carlink.security import owner as security_owner
 from carlink.security import service as security
 from carlink.store.portal import (
     form_number,
@@ -348,11 +353,12 @@ async def register_card(
     serial: str = Form(""),
     label: str = Form(""),
 ) -> Response:
-    async with platform_of(request).db.transaction() as session:
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
         desk = await dealer_desk(request, session, csrf_token)
         assert desk is not None
         try:
-            await security.register_card(
+            card = await security.register_card(
                 session,
                 desk.partner.id,
                 vin=vin,
@@ -365,13 +371,120 @@ async def register_card(
             return await _cards_page(
                 request, session, desk, status=form_status(error), error=error.message, entered=entered
             )
+    # SEC-2: the car learns its cards from its security set (the jobs role re-sends what did not go out).
+    await security_config.publish(platform, card.vehicle_id)
     return see_other("/dealer/driver-cards?done=registered")
 
 
 @router.post("/dealer/driver-cards/{card_id}/revoke", response_model=None)
 async def revoke_card(request: Request, card_id: str, csrf_token: str = Form("")) -> Response:
-    async with platform_of(request).db.transaction() as session:
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
         desk = await dealer_desk(request, session, csrf_token)
         assert desk is not None
-        await security.revoke_card(session, desk.partner.id, form_number(card_id))
+        card = await security.revoke_card(session, desk.partner.id, form_number(card_id))
+    await security_config.publish(platform, card.vehicle_id)
     return see_other("/dealer/driver-cards?done=revoked")
+
+
+# --- service and transport mode (SEC-3) --------------------------------------------------------------------
+
+MODE_NOTICES = {
+    "set": "The mode is set. The car receives it when it is next online.",
+    "ended": "The mode has ended: every alarm of the car counts again.",
+    "none": "No mode was in force for this car.",
+}
+
+
+async def _served_vehicle(session: AsyncSession, desk: Desk, vin: str) -> Vehicle:
+    """A car this dealer serves; any other is as unknown as one that does not exist."""
+    vehicle = await garage.vehicle_by_vin(session, garage.checked_vin(vin))
+    if vehicle is None or not await dealers.serves_vehicle(session, desk.partner.id, vehicle.id):
+        raise vehicle_not_found(vin.strip().upper()[:17])
+    return vehicle
+
+
+async def _modes_page(
+    request: Request, session: AsyncSession, desk: Desk, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    served = await dealers.served_vehicle_ids(session, desk.partner.id)
+    vehicles = (
+        list(await session.scalars(select(Vehicle).where(Vehicle.id.in_(served)).order_by(Vehicle.vin)))
+        if served
+        else []
+    )
+    now = clock.now()
+    return _console(
+        request,
+        "dealer/security_modes.html",
+        desk,
+        "security-modes",
+        status=status,
+        rows=[(vehicle, await modes.in_force(session, vehicle.id, now)) for vehicle in vehicles],
+        vehicle_name=invitations.vehicle_name,
+        mode_hours=security_owner.MODE_HOURS,
+        **context,
+    )
+
+
+@router.get("/dealer/security-modes", response_model=None)
+async def security_modes(request: Request, done: str = "") -> Response:
+    """REQ: SEC-3 — the cars the dealer serves, each with the mode in force, and the form to set one."""
+    async with platform_of(request).db.session() as session:
+        desk = await dealer_desk(request, session)
+        if desk is None:
+            return to_signin(request)
+        return await _modes_page(request, session, desk, notice=MODE_NOTICES.get(done))
+
+
+@router.post("/dealer/security-modes", response_model=None)
+async def set_security_mode(
+    request: Request,
+    csrf_token: str = Form(""),
+    vin: str = Form(""),
+    kind: str = Form(""),
+    hours: str = Form(""),
+) -> Response:
+    """REQ: SEC-3 — a workshop puts a car it serves into service mode (or transport mode) for N hours."""
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
+        desk = await dealer_desk(request, session, csrf_token)
+        assert desk is not None
+    try:
+        async with platform.db.transaction() as session:
+            vehicle = await _served_vehicle(session, desk, vin)
+            await modes.set_mode(
+                session,
+                vehicle.id,
+                kind[:20],
+                form_number(hours),
+                account_id=desk.caller.account.id,
+                partner_id=desk.partner.id,
+            )
+    except CarlinkError as error:
+        async with platform.db.session() as session:
+            entered = {"vin": vin[:17], "kind": kind[:20], "hours": hours[:6]}
+            return await _modes_page(
+                request, session, desk, status=form_status(error), error=error.message, entered=entered
+            )
+    await security_config.publish(platform, vehicle.id)
+    return see_other("/dealer/security-modes?done=set")
+
+
+@router.post("/dealer/security-modes/end", response_model=None)
+async def end_security_mode(request: Request, csrf_token: str = Form(""), vin: str = Form("")) -> Response:
+    """REQ: SEC-3 — the work is done before the time set: the car's alarms count again."""
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
+        desk = await dealer_desk(request, session, csrf_token)
+        assert desk is not None
+    try:
+        async with platform.db.transaction() as session:
+            vehicle = await _served_vehicle(session, desk, vin)
+            ended = await modes.end_mode(session, vehicle.id, account_id=desk.caller.account.id)
+    except CarlinkError as error:
+        async with platform.db.session() as session:
+            return await _modes_page(request, session, desk, status=form_status(error), error=error.message)
+    if ended:
+        await security_config.publish(platform, vehicle.id)
+    return see_other(f"/dealer/security-modes?done={'ended' if ended else 'none'}")

@@ -195,6 +195,96 @@ class DeliveryReport(Message):
     at: AwareDatetime
 
 
+# --- car security: theft alarms, tracking, the security set (SEC-1..4; docs/protocol.md "Car security") ---
+
+
+class AlarmTrigger(StrEnum):
+    """What raised an alarm. `no_driver_card` is the silent alarm of tracking plus (SEC-2); `test` is the
+    alarm the car raises once after its tracking package was installed (SEC-4)."""
+
+    TOWING = "towing"
+    TILT = "tilt"
+    GLASS_BREAK = "glass_break"
+    INTERIOR_MOTION = "interior_motion"
+    IGNITION_WITHOUT_KEY = "ignition_without_key"
+    MOVING_WHILE_LOCKED = "moving_while_locked"
+    NO_DRIVER_CARD = "no_driver_card"
+    TEST = "test"
+
+
+class Position(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    heading: int | None = Field(default=None, ge=0, le=359)
+    speed_kmh: float | None = Field(default=None, ge=0, le=500)
+
+
+class AlarmSignal(Message):
+    """Car -> cloud on up/alarm: one alarm, re-sent with the same `id` until the cloud acknowledges it.
+
+    `location` is null in privacy mode unless the security set asks for theft tracking."""
+
+    id: str = Field(min_length=8, max_length=64)
+    trigger: AlarmTrigger
+    silent: bool = False
+    at: AwareDatetime
+    location: Position | None = None
+
+
+class AlarmAck(Message):
+    """Cloud -> car on down/alarm-ack: the alarm with this id is stored; the car stops re-sending it."""
+
+    alarm_id: str = Field(min_length=8, max_length=64)
+
+
+class TrackPoint(Message):
+    """Car -> cloud on up/track: where the car is while the security set asks it to track."""
+
+    at: AwareDatetime
+    location: Position
+
+
+SecurityModeKind = Literal["service", "transport"]
+TrackingKind = Literal["off", "alarm", "theft"]
+
+
+class SecurityMode(BaseModel):
+    """Service mode (a workshop) or transport mode: the triggers it covers raise no alarm until `until`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: SecurityModeKind
+    until: AwareDatetime
+
+
+class SecuritySet(Message):
+    """Cloud -> car, retained and signed like entitlements: the car's security configuration.
+
+    `package` is the tracking package in force (null: none; the car's own alarm still reports).
+    `driver_cards` are the SHA-256 (hex) of the active card serials (tracking plus only). `tracking` asks
+    for track points: `alarm` while an alarm is open (never in privacy mode), `theft` for a confirmed theft
+    (also in privacy mode, SEC-1)."""
+
+    vin: str = Field(min_length=17, max_length=17)
+    revision: int = Field(ge=1)
+    issued_at: dt.datetime
+    package: Literal["tracking", "tracking-plus"] | None = None
+    driver_cards: list[str] = Field(default_factory=list, max_length=64)
+    mode: SecurityMode | None = None
+    tracking: TrackingKind = "off"
+    kid: str = Field(min_length=1, max_length=64)
+    sig: str = ""
+
+
+class SecurityReport(Message):
+    """Car -> cloud on up/security: the security set revision the car applied (after each change and each
+    connect)."""
+
+    revision: int = Field(ge=0, le=2**31 - 1)
+    package: Literal["tracking", "tracking-plus"] | None = None
+    at: AwareDatetime
+
+
 # Telemetry keys (our own vocabulary, close to COVESA VSS; value fields per key in docs/protocol.md).
 TELEMETRY_KEYS = frozenset(
     {

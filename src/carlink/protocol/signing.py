@@ -10,9 +10,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from carlink.protocol.messages import Command, Deliveries, Entitlements
+from carlink.protocol.messages import Command, Deliveries, Entitlements, SecuritySet
 
-Signed = TypeVar("Signed", Command, Entitlements, Deliveries)
+Signed = TypeVar("Signed", Command, Entitlements, Deliveries, SecuritySet)
 
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:

@@ -15,11 +15,17 @@ UP_ENTITLEMENTS = "entitlements"
 UP_ID_LOGIN = "idlogin"
 # Data package deliveries (FOD, OTA): the set on down/deliveries, progress reports on up/deliveries.
 UP_DELIVERIES = "deliveries"
+# Car security (SEC-1..4): alarms and track points up, the alarm acks and the signed security set down.
+UP_ALARM = "alarm"
+UP_TRACK = "track"
+UP_SECURITY = "security"
 DOWN_COMMAND = "command"
 DOWN_REPLY = "reply"
 DOWN_ENTITLEMENTS = "entitlements"
 DOWN_ID_LOGIN = "idlogin"
 DOWN_DELIVERIES = "deliveries"
+DOWN_ALARM_ACK = "alarm-ack"
+DOWN_SECURITY = "security"
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Car security: driver cards a dealer registers for a car (the alarms that use them come later)."""
+"""Car security: tracking packages, driver cards, theft alarms, the SOC, service and transport modes."""

@@ -1,7 +1,9 @@
 """Use cases of car security: the driver cards a dealer registers for the cars it serves.
 
-A driver card names who may drive the car; the alarms that use them come in a later issue. A dealer sees
-and revokes only its own cards, and registers cards only for cars it serves.
+A driver card names who may drive the car (SEC-2: with tracking plus, a car that moves without one raises
+a silent alarm). A dealer sees and revokes only its own cards, and registers cards only for cars it serves.
+Each change is a change of the car's security set (`config.bump`), which the jobs role publishes if the
+caller does not publish it after its commit (`config.publish`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from carlink.errors import CarlinkError, Conflict, NotFound, vehicle_not_found
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.partners import dealers
+from carlink.security import config
 from carlink.security.models import DriverCard
 
 _SERIAL = re.compile(r"^[A-Z0-9]{8,16}$")
@@ -52,6 +55,7 @@ async def register_card(
     )
     session.add(card)
     await session.flush()
+    await config.bump(session, vehicle.id)  # REQ: SEC-2 — the car learns the card
     return card
 
 
@@ -71,12 +75,14 @@ async def revoke_card(session: AsyncSession, partner_id: int, card_id: int) -> D
     card = await session.get(DriverCard, card_id) if 0 < card_id < 2**31 else None
     if card is None or card.partner_id != partner_id:
         raise NotFound("there is no such card of yours", code="card_not_found")
-    card.revoked_at = card.revoked_at or utcnow()
+    if card.revoked_at is None:
+        card.revoked_at = utcnow()
+        await config.bump(session, card.vehicle_id)  # REQ: SEC-2 — the card no longer counts in the car
     return card
 
 
 async def active_cards(session: AsyncSession, vehicle_id: int) -> list[DriverCard]:
-    """The cards that count for a car (for the alarms of a later issue)."""
+    """The cards that count for a car (SEC-2: their hashes go into its security set)."""
     rows = await session.scalars(
         select(DriverCard).where(DriverCard.vehicle_id == vehicle_id, DriverCard.revoked_at.is_(None))
     )
@@ -91,3 +97,4 @@ async def revoke_cards_of_vehicle(session: AsyncSession, vehicle_id: int) -> Non
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    await config.bump(session, vehicle_id)  # the new owner's car holds none of them

@@ -2,7 +2,9 @@
 the signed entitlements the cloud publishes, reports telemetry and connection state, and lets a test or the
 demo act in the car (pairing code, privacy mode, remote-access authorisation, data connection, hotspot
 sharing, restart, ID login with the car's keys, driving, parking and the charging cable). It fetches the
-packages the cloud delivers and installs them when the driver has left (FOD-3..8, OTA-3, OTA-4)."""
+packages the cloud delivers and installs them when the driver has left (FOD-3..8, OTA-3, OTA-4). Its
+security module raises theft alarms and re-sends them until the cloud has stored them, checks driver cards
+and sends track points while the signed security set asks for them (SEC-1..4)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from carlink.protocol.catalogue import CLOUD_COMMANDS, find_variant
 from carlink.protocol.messages import (
     Ack,
     AckState,
+    AlarmSignal,
+    AlarmTrigger,
     Command,
     CommandType,
     Connection,
@@ -40,7 +44,9 @@ from carlink.protocol.messages import (
     RefusalReason,
     Reply,
     Request,
+    SecurityReport,
     Telemetry,
+    TrackPoint,
 )
 from carlink.protocol.signing import load_public_key, verify_command
 from carlink.protocol.transport import BrokerAddress, make_client
@@ -48,11 +54,14 @@ from carlink.sim.deliveries import CarMessage, DeliveryUnit
 from carlink.sim.entitlements import CarEntitlements
 from carlink.sim.idlogin import GUEST_NO_TIMERS, GUEST_NOT_SAVED, IdLoginUnit, Occupant
 from carlink.sim.packages import PackageClient
+from carlink.sim.security import RESEND_SECONDS, SENSORS, SecurityUnit
 from carlink.sim.state import CarState
 
 log = logging.getLogger("carlink.sim")
 SEEN_COMMANDS = 512
 STOP_TIMEOUT = 5.0
+SENT_KEPT = 1000  # alarms and track points kept in `alarms_sent`, `track_points_sent` (a demo runs for days)
+THIEF_SPEED_KMH = 60.0  # a stolen car driven off through town: 5 km take 5 minutes, a track point per 500 m
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class SimulatedCar:
         package_state_dir: Path | None = None,
         package_http: httpx.AsyncClient | None = None,
         trusted_root: dict[str, Any] | None = None,
+        alarm_resend_interval: float = RESEND_SECONDS,
     ) -> None:
         self.spec = spec
         self.vin = spec.vin
@@ -112,6 +122,14 @@ class SimulatedCar:
         self._package_state_dir = package_state_dir
         self._package_temp: tempfile.TemporaryDirectory[str] | None = None
         self._delivery_lock = asyncio.Lock()
+        # Car security (SEC-1..4): the unit holds the set and the unacknowledged alarms; what was sent, newest
+        # last, for tests; the car's time up to which a trip under way has been followed; a nudge for the
+        # guard task.
+        self.security = SecurityUnit(self.vin, self.keys, resend_interval=alarm_resend_interval)
+        self.alarms_sent: list[AlarmSignal] = []
+        self.track_points_sent: list[TrackPoint] = []
+        self._moved_until = self.now()
+        self._security_wake = asyncio.Event()
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -182,15 +200,18 @@ class SimulatedCar:
                         await self._publish(kinds.UP_ENTITLEMENTS, self.entitlements.report(self.now()))
                     for delivery_report in self.deliveries.reports_on_connect(self.now()):
                         await self._publish(kinds.UP_DELIVERIES, delivery_report)
+                    await self._security_on_connect()
                     self.connected.set()
                     await self._process_deliveries()  # e.g. resumes a download the lost link interrupted
                     delay = 0.2
                     reporter = asyncio.create_task(self._report_periodically())
+                    guard = asyncio.create_task(self._guard_periodically())
                     try:
                         async for message in client.messages:
                             await self._on_message(str(message.topic), message.payload)
                     finally:
                         reporter.cancel()
+                        guard.cancel()
             except aiomqtt.MqttError as exc:
                 if not self._stopping:
                     log.debug("car %s lost the broker: %s", self.vin, exc)
@@ -213,6 +234,7 @@ class SimulatedCar:
 
     async def _tick(self, seconds: float) -> None:
         self.state.advance(seconds)
+        await self._security_duties()
         await self._after_entitlements(self.entitlements.expire(self.now()))
         self.deliveries.rest(seconds, self.state, self._entitled_functions())
         await self._process_deliveries()
@@ -225,7 +247,18 @@ class SimulatedCar:
     async def _publish(
         self,
         kind: str,
-        message: Ack | Telemetry | Connection | Request | EntitlementReport | IdLoginRequest | DeliveryReport,
+        message: (
+            Ack
+            | Telemetry
+            | Connection
+            | Request
+            | EntitlementReport
+            | IdLoginRequest
+            | DeliveryReport
+            | AlarmSignal
+            | TrackPoint
+            | SecurityReport
+        ),
         *,
         retain: bool = False,
     ) -> None:
@@ -273,6 +306,10 @@ class SimulatedCar:
             for revision, reason in self.deliveries.refused[refused:]:
                 self.refused.append((f"deliveries-{revision}", reason))
             await self._process_deliveries()
+        elif topic == self.topics.down(self.vin, kinds.DOWN_SECURITY):
+            await self._on_security_set(bytes(payload))
+        elif topic == self.topics.down(self.vin, kinds.DOWN_ALARM_ACK):
+            self.security.receive_ack(bytes(payload))
 
     async def _on_command(self, payload: bytes) -> None:
         try:
@@ -463,15 +500,171 @@ class SimulatedCar:
                 for report in reports:
                     await self._publish(kinds.UP_DELIVERIES, report)
 
+    # --- car security: alarms, driver cards, tracking (SEC-1..4) ------------------------------------------
+
+    @property
+    def pending_alarms(self) -> list[str]:
+        """Ids of the alarms the cloud has not acknowledged yet, oldest first."""
+        return [alarm.id for alarm in self.security.pending]
+
+    async def trigger_sensor(self, trigger: str) -> str | None:
+        """A theft sensor fires: the car raises and sends the alarm and returns its id, or None when a
+        mode in force covers the trigger (SEC-3). Raises ValueError for anything but a sensor's trigger."""
+        kind = AlarmTrigger(trigger)
+        if kind not in SENSORS:
+            raise ValueError(f"{trigger!r} is not one of the car's theft sensors")
+        signal = await self._raise(kind)
+        return signal.id if signal is not None else None
+
+    def present_driver_card(self, serial: str | None) -> None:
+        """A driver card is in the car now (None: no card); checked when the car starts to move (SEC-2)."""
+        self.security.card_present(serial)
+
+    async def tow_away(self, km: float = 1.0) -> None:
+        """The parked car is lifted onto a tow truck and carried `km` off: towing, and, if it was locked,
+        moving while locked; its position moves with it."""
+        await self._raise(AlarmTrigger.TOWING)
+        if self.state.locked:
+            await self._raise(AlarmTrigger.MOVING_WHILE_LOCKED)
+        self.state.displace(km)
+        await self._after_person(frozenset({"location", "mileage"}))
+
+    async def steal(self, km: float = 5.0) -> None:
+        """A thief starts the locked car without its key and drives `km` off: ignition without key, with
+        tracking plus also the silent driver-card alarm; then the car moves along its heading as time
+        passes (real time, or `pass_time`), so the track points it sends make a line (SEC-1)."""
+        await self._follow_trip()
+        self.state.drive_off_without_key()
+        await self._raise(AlarmTrigger.IGNITION_WITHOUT_KEY)
+        await self._starts_moving()
+        self.state.start_trip(km, THIEF_SPEED_KMH)
+        self._security_wake.set()
+        await self._after_person(frozenset({"lock", "doors", "parking"}))
+
+    def _under_way(self) -> bool:
+        return self.state.power_on and self.state.gear == "D"
+
+    async def _starts_moving(self) -> None:
+        signal = self.security.starts_moving(self.now(), self.state.position(), self.state.privacy_mode)
+        if signal is not None:
+            await self._send_new_alarm(signal)
+
+    async def _raise(self, trigger: AlarmTrigger) -> AlarmSignal | None:
+        now, state = self.now(), self.state
+        signal = self.security.raise_alarm(trigger, now, state.position(), state.privacy_mode)
+        if signal is not None:
+            await self._send_new_alarm(signal)
+        return signal
+
+    async def _send_new_alarm(self, signal: AlarmSignal) -> None:
+        """Sends a new alarm at once when online; it stays pending either way, so the guard re-sends it
+        until the cloud acknowledges it, and the car sends it again after the next connect."""
+        self._security_wake.set()
+        if not self._online():
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await self._send_alarm(signal)
+
+    async def _send_alarm(self, signal: AlarmSignal) -> None:
+        await self._publish(kinds.UP_ALARM, signal)
+        self.alarms_sent.append(signal)
+        del self.alarms_sent[:-SENT_KEPT]
+
+    async def _on_security_set(self, payload: bytes) -> None:
+        """A security set from down/security: applied if the cloud signed it for this car and it is newer;
+        the car reports it, then sends the test alarm a new package raises (SEC-4)."""
+        refused = len(self.security.refused)
+        applied = self.security.receive(payload, self.now())
+        for revision, reason in self.security.refused[refused:]:
+            self.refused.append((f"security-{revision}", reason))
+        if applied and self._online():
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await self._publish(kinds.UP_SECURITY, self.security.report(self.now()))
+        await self._security_duties()
+        self._security_wake.set()
+
+    async def _security_on_connect(self) -> None:
+        """After each connect: the set the car holds, then every unacknowledged alarm again, in order."""
+        if self.security.revision:
+            await self._publish(kinds.UP_SECURITY, self.security.report(self.now()))
+        for signal in self.security.resend_all(self.now()):
+            await self._send_alarm(signal)
+
+    async def _guard_periodically(self) -> None:
+        """While connected: re-sends unacknowledged alarms every `resend_interval` and sends track points
+        every 30 s of the car's time. Sleeps until something is due, so an idle car costs nothing."""
+        while True:
+            self._security_wake.clear()
+            now = self.now()
+            waits = [
+                wait
+                for wait in (
+                    self.security.next_resend_in(now),
+                    self.security.next_track_in(now, self.state.privacy_mode),
+                    self.security.track_interval if self.state.moving else None,
+                )
+                if wait is not None
+            ]
+            if not waits or min(waits) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._security_wake.wait(), min(waits) if waits else None)
+            await self._security_duties()
+
+    async def _security_duties(self) -> None:
+        """Follows a trip under way up to the car's clock, sends the track points and the re-sends due."""
+        online = self._online()
+        points = self._catch_up(self.now(), track=online)
+        if not online:
+            return  # alarms go again after the next connect; track points resume with one at once
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            for point in points:
+                await self._publish(kinds.UP_TRACK, point)
+                self.track_points_sent.append(point)
+                del self.track_points_sent[:-SENT_KEPT]
+            for signal in self.security.due_resends(self.now()):
+                await self._send_alarm(signal)
+
+    async def _follow_trip(self) -> None:
+        """Brings a trip under way up to the car's clock, so what happens next starts from where the car is
+        now (and an idle car's past does not count as driving)."""
+        if self.state.moving:
+            await self._security_duties()
+        self._moved_until = self.now()
+
+    def _catch_up(self, now: dt.datetime, *, track: bool) -> list[TrackPoint]:
+        """Follows the car's time from where it was followed last up to `now` in steps of the track interval:
+        a trip under way moves the car, and while it tracks it takes the points that fall due on the way,
+        also when simulated time jumps (SEC-1: a stolen car's track is a line, a point every 30 s)."""
+        points: list[TrackPoint] = []
+        at, privacy = self._moved_until, self.state.privacy_mode
+        if not self.state.moving:
+            # A standing car's track goes on from its last point; a track that starts now starts now.
+            at = max(at, self.security.last_track or now)
+        step = dt.timedelta(seconds=self.security.track_interval)
+        while at < now and (self.state.moving or (track and self.security.tracking_active(privacy))):
+            moved = min(step, now - at)
+            at += moved
+            self.state.move(moved.total_seconds())
+            point = self.security.take_track_point(at, self.state.position(), privacy) if track else None
+            points += [point] if point is not None else []
+        self._moved_until = max(self._moved_until, now)
+        point = self.security.take_track_point(now, self.state.position(), privacy) if track else None
+        return points + ([point] if point is not None else [])
+
     # --- what a person does in the car -------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """A person gets in and drives off (unlocked, power on, D, parking brake off)."""
+        """A person gets in and drives off (unlocked, power on, D, parking brake off); with tracking plus
+        and no registered driver card in the car, the silent alarm goes to the SOC at once (SEC-2)."""
+        sets_off = not self._under_way()
         self.state.drive()
+        if sets_off:
+            await self._starts_moving()
         await self._after_person(frozenset({"lock", "doors", "parking"}))
 
     async def park_and_leave(self) -> None:
         """The driver parks (P, parking brake), switches off, leaves and locks: the chance to install."""
+        await self._follow_trip()  # a trip under way ends where the car is now
         self.state.park_and_leave()
         await self._after_person(frozenset({"lock", "doors", "parking"}))
 
@@ -513,6 +706,7 @@ class SimulatedCar:
 
     async def set_privacy_mode(self, enabled: bool) -> None:
         self.state.privacy_mode = enabled
+        self._security_wake.set()  # alarm tracking pauses in privacy mode, theft tracking does not (SEC-1)
         await self.report(frozenset({"privacy", "location"}))
 
     async def set_remote_access(self, authorised: bool) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from carlink.protocol.catalogue import Engine, ModelProfile, Variant
-from carlink.protocol.messages import Entitlement
+from carlink.protocol.messages import Entitlement, Position
 
 CITIES = {
     "DE": (48.7758, 9.1829),
@@ -27,6 +28,7 @@ FOUR_DOORS = ("front_left", "front_right", "rear_left", "rear_right", "lid_front
 # While the WiFi hotspot is shared, a passenger's phone uses this much of the data package per simulated
 # minute (music streaming): a fixed rate, so tests and the demo see the same numbers.
 HOTSPOT_MB_PER_MINUTE = 2
+KM_PER_DEGREE = 111.32  # along a meridian; along a parallel times cos(latitude)
 
 
 @dataclass
@@ -63,6 +65,10 @@ class CarState:
     hotspot_volume_mb: int | None = None
     hotspot_term_until: dt.datetime | None = None
     hotspot_carry_seconds: float = 0.0  # sharing time short of a whole MB, carried into the next advance
+    # A trip under way (a thief driving the car off, SEC-1): the car moves along its heading as time passes.
+    speed_kmh: float = 0.0
+    trip_km_left: float = 0.0
+    mileage_carry_km: float = 0.0  # distance short of a whole km, carried into the next move
 
     @classmethod
     def for_vehicle(cls, vin: str, model: ModelProfile, variant: Variant, country: str = "DE") -> CarState:
@@ -121,6 +127,46 @@ class CarState:
         self.occupied = False
         self.doors_open = dict.fromkeys(self.doors_open, False)
         self.locked = True
+        self.trip_km_left, self.speed_kmh = 0.0, 0.0
+
+    def drive_off_without_key(self) -> None:
+        """Someone starts the locked car without its key and drives: it stays locked (no key opened it)."""
+        self.occupied, self.power_on = True, True
+        self.gear, self.parking_brake = "D", False
+
+    @property
+    def moving(self) -> bool:
+        return self.trip_km_left > 0
+
+    def start_trip(self, km: float, speed_kmh: float) -> None:
+        """The car sets off for `km` at `speed_kmh`; `move` takes it along as time passes."""
+        self.trip_km_left, self.speed_kmh = max(0.0, km), speed_kmh if km > 0 else 0.0
+
+    def move(self, seconds: float) -> None:
+        """The trip goes on for `seconds`: the car moves along its heading and stops at the trip's end."""
+        if not self.moving:
+            return
+        km = min(self.trip_km_left, self.speed_kmh * seconds / 3600)
+        self.displace(km)
+        self.trip_km_left = max(0.0, self.trip_km_left - km)
+        if not self.moving:
+            self.speed_kmh = 0.0
+
+    def displace(self, km: float) -> None:
+        """The car is `km` further along its heading (driven, or carried off on a tow truck)."""
+        heading = math.radians(self.heading)
+        self.lat = round(self.lat + km * math.cos(heading) / KM_PER_DEGREE, 6)
+        self.lon = round(
+            self.lon + km * math.sin(heading) / (KM_PER_DEGREE * math.cos(math.radians(self.lat))), 6
+        )
+        carried = round(self.mileage_carry_km + km, 6)  # no float dust: 10 x 0.5 km is 5 km
+        self.mileage += int(carried)
+        self.mileage_carry_km = carried - int(carried)
+
+    def position(self) -> Position:
+        """Where the car is now, for an alarm or a track point (the car decides whether to send it)."""
+        speed = round(self.speed_kmh, 1) if self.moving else 0.0
+        return Position(lat=self.lat, lon=self.lon, heading=self.heading, speed_kmh=speed)
 
     def advance(self, seconds: float) -> None:
         """Time passes: a plugged-in car charges towards its target, a climate session runs down, a shared

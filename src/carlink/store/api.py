@@ -245,7 +245,7 @@ async def add_line(vin: str, body: s.CartLineIn, request: Request) -> dict[str, 
     async with platform_of(request).db.transaction() as session:
         caller, language = await _caller(request, session)
         view = await service.add_to_cart(
-            session, caller.account, vin, body.offer_id, auto_renew=body.auto_renew
+            session, caller.account, vin, body.offer_id, auto_renew=body.auto_renew, phone=body.phone
         )
         return s.cart_out(view, language)
 

@@ -25,6 +25,8 @@ from carlink.garage.models import Vehicle
 from carlink.identity.models import Account
 from carlink.notify import service as notify
 from carlink.platform import Platform
+from carlink.security import activations
+from carlink.security import config as security_config
 from carlink.store import entitlements
 from carlink.store.models import Cart, CartLine, Contract, Order, Payment, PaymentMethod
 from carlink.store.payments import ChargeResult, ChargeStatus
@@ -152,9 +154,30 @@ async def conclude(platform: Platform, order_id: int, charge: ChargeResult | Non
         await session.flush()
         await mail_confirmation(session, order, contracts, platform.settings.base_url)
         await entitlements.bump(session, order.vehicle_id)
+        tracking = await _start_activations(session, order, contracts)
     metrics.ORDERS.labels(OrderState.CONFIRMED.value).inc()
     await entitlements.publish(platform, order.vehicle_id)
+    if tracking:
+        await security_config.publish(platform, order.vehicle_id)
     return order
+
+
+async def _start_activations(session: AsyncSession, order: Order, contracts: list[Contract]) -> bool:
+    """REQ: SEC-1, SEC-4 — a tracking contract starts its activation with the number given at the purchase;
+    True when the car's security set changed (the caller publishes it after the commit)."""
+    phones = {line["service_code"]: line.get("soc_phone") or "" for line in order.lines}
+    started = False
+    for contract in contracts:
+        if activations.needs_phone(contract.service_code):
+            await activations.order(
+                session,
+                vehicle_id=contract.vehicle_id,
+                contract_id=contract.id,
+                package=contract.service_code,
+                phone=phones.get(contract.service_code, ""),
+            )
+            started = True
+    return started
 
 
 def new_contract(order: Order, line: dict[str, Any], now: dt.datetime) -> Contract:
@@ -348,7 +371,10 @@ async def withdraw(platform: Platform, account: Account, contract_id: int) -> Co
             link=f"/vehicles/{await _vin(session, contract.vehicle_id)}/services",
         )
         await entitlements.bump(session, contract.vehicle_id)
+        ended = await activations.end_for_contract(session, contract.id)  # REQ: SEC-1 — the SOC stops
     await entitlements.publish(platform, contract.vehicle_id)
+    if ended:
+        await security_config.publish(platform, contract.vehicle_id)
     return contract
 
 
@@ -449,6 +475,7 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
             )
             owner = await main_user(session, contract.vehicle_id)
         result: ChargeResult | None = None
+        security_changed = False
         same_owner = owner is not None and owner.id == contract.buyer_account_id
         if same_owner and method is not None and method.removed_at is None:
             result = await platform.payments.charge(
@@ -490,10 +517,12 @@ async def renew_due(platform: Platform, limit: int = 50) -> int:
                     reason = "no_card"
                 else:
                     reason = result.decline_code or "authentication_required"
-                await _end(session, row, "renewal_failed", reason=reason)
+                security_changed = await _end(session, row, "renewal_failed", reason=reason)
                 metrics.RENEWALS.labels("failed").inc()
             await entitlements.bump(session, row.vehicle_id)
         await entitlements.publish(platform, contract.vehicle_id)
+        if security_changed:
+            await security_config.publish(platform, contract.vehicle_id)
     return renewed
 
 
@@ -508,17 +537,22 @@ async def expire_due(platform: Platform, limit: int = 200) -> int:
             if row.state not in ENTITLED:
                 continue
             template = "data_package_expired" if row.kind == "data_package" else "contract_expired"
-            await _end(session, row, template)
+            security_changed = await _end(session, row, template)
             await entitlements.bump(session, row.vehicle_id)
         await entitlements.publish(platform, contract.vehicle_id)
+        if security_changed:
+            await security_config.publish(platform, contract.vehicle_id)
     return len(rows)
 
 
-async def _end(session: AsyncSession, contract: Contract, template: str, *, reason: str = "") -> None:
+async def _end(session: AsyncSession, contract: Contract, template: str, *, reason: str = "") -> bool:
+    """The contract expired; True when a tracking activation ended with it (its car's security set
+    changed: the caller publishes it after the commit)."""
     require_contract_move(contract.state, ContractState.EXPIRED)
     contract.state, contract.ended_at, contract.claimed_until = ContractState.EXPIRED.value, utcnow(), None
     metrics.CONTRACTS_ENDED.labels("expired").inc()
     await _mail_owner(session, contract, template, "ended", reason=reason)
+    return await activations.end_for_contract(session, contract.id)  # REQ: SEC-1 — the SOC stops with it
 
 
 # --- mails -------------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ class CartLine(Base):
     service_code: Mapped[str] = mapped_column(String(40))
     offer_id: Mapped[int] = mapped_column(ForeignKey("catalog_offers.id"))
     auto_renew: Mapped[bool] = mapped_column(default=False)
+    # REQ: SEC-1 — a tracking package's number the SOC calls, normalised; copied into the activation.
+    soc_phone: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class BillingAddress(Base):

@@ -15,6 +15,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, NotFound
 from carlink.garage import service as garage
 from carlink.identity.access import Caller, platform_of
+from carlink.security import activations
 from carlink.store import contracts, service
 from carlink.store.contracts import WITHDRAWAL_DAYS
 from carlink.store.models import PaymentMethod
@@ -75,6 +76,7 @@ async def _store_page(
         front=front,
         active_until=active_until,
         in_cart=in_cart,
+        needs_phone=activations.needs_phone,
         **context,
     )
 
@@ -172,19 +174,33 @@ async def add_to_cart(
     vin: str,
     offer_id: str = Form(""),
     auto_renew: str = Form(""),
+    phone: str = Form(""),
     csrf_token: str = Form(""),
 ) -> Response:
-    """Only the offer id counts: the price and the term come from the catalogue, never from the form."""
+    """Only the offer id counts: the price and the term come from the catalogue, never from the form. A
+    tracking package brings the phone number the SOC calls (SEC-1)."""
     vin = path_vin(vin)
     async with platform_of(request).db.transaction() as session:
         caller = await form_caller(request, session, csrf_token)
         try:
             await service.add_to_cart(
-                session, caller.account, vin, form_number(offer_id), auto_renew=bool(auto_renew)
+                session,
+                caller.account,
+                vin,
+                form_number(offer_id),
+                auto_renew=bool(auto_renew),
+                phone=phone[:40] or None,
             )
         except CarlinkError as error:
             return await _store_page(
-                request, session, caller, vin, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_offer=form_number(offer_id),
+                entered_phone=phone[:40],
             )
     return see_other(f"/vehicles/{vin}/cart")
 

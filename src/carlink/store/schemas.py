@@ -24,6 +24,8 @@ class Strict(BaseModel):
 class CartLineIn(Strict):
     offer_id: int = Field(ge=1, le=2**31 - 1)
     auto_renew: bool = False
+    # REQ: SEC-1 — required for the tracking packages: the number the SOC calls.
+    phone: str | None = Field(default=None, max_length=40)
 
 
 class AddressIn(Strict):
@@ -120,6 +122,7 @@ def cart_out(view: CartView, language: str) -> dict[str, Any]:
                 "service_name": catalog.service_name(item.service, language),
                 "offer": offer_out(item.offer, language),
                 "auto_renew": item.line.auto_renew,
+                "soc_phone": item.line.soc_phone,
             }
             for item in view.items
         ],

@@ -27,6 +27,7 @@ from carlink.garage.service import GarageEntry
 from carlink.identity.models import Account
 from carlink.partners import availability
 from carlink.platform import Platform
+from carlink.security import activations
 from carlink.store.cards import check_accepted, clean_number, detect_brand
 from carlink.store.models import BillingAddress, Cart, CartLine, Contract, Order, PaymentMethod
 from carlink.store.payments import CardInput
@@ -204,8 +205,16 @@ async def check_offer(
 
 
 async def add_to_cart(
-    session: AsyncSession, account: Account, vin: str, offer_id: int, *, auto_renew: bool = False
+    session: AsyncSession,
+    account: Account,
+    vin: str,
+    offer_id: int,
+    *,
+    auto_renew: bool = False,
+    phone: str | None = None,
 ) -> CartView:
+    """One term per service in the cart. A tracking package needs the number the SOC calls (SEC-1):
+    given here, or kept from the line when another term of it is chosen."""
     entry = await buyer_entry(session, account, vin)
     await availability.require_store_open(session, entry.vehicle.country, account.country)  # CON-6
     offer, service = await check_offer(
@@ -223,15 +232,38 @@ async def add_to_cart(
         select(CartLine).where(CartLine.cart_id == cart.id, CartLine.service_code == service.code)
     )
     renews = offer.recurring or (auto_renew and service.kind == "data_package" and not offer.trial)
+    soc_phone = _soc_phone(service.code, phone, line.soc_phone if line is not None else None)
     if line is None:
         session.add(
-            CartLine(cart_id=cart.id, service_code=service.code, offer_id=offer.id, auto_renew=renews)
+            CartLine(
+                cart_id=cart.id,
+                service_code=service.code,
+                offer_id=offer.id,
+                auto_renew=renews,
+                soc_phone=soc_phone,
+            )
         )
     else:  # one term per service: choosing another replaces the first
-        line.offer_id, line.auto_renew = offer.id, renews
+        line.offer_id, line.auto_renew, line.soc_phone = offer.id, renews, soc_phone
     _changed(cart)
     await session.flush()
     return await cart_view(session, account, vin)
+
+
+def _soc_phone(service_code: str, given: str | None, kept: str | None) -> str | None:
+    """REQ: SEC-1 — the normalised number for a tracking package (`phone_required`, `invalid_phone`);
+    None for every other service."""
+    if not activations.needs_phone(service_code):
+        return None
+    if given is not None and given.strip():
+        return activations.checked_phone(given)
+    if kept:
+        return kept
+    raise CarlinkError(
+        "Please give the phone number our security centre calls if your car may have been stolen.",
+        code="phone_required",
+        status=422,
+    )
 
 
 async def remove_from_cart(session: AsyncSession, account: Account, vin: str, service_code: str) -> CartView:
@@ -444,6 +476,7 @@ async def place_order(
                 "currency": offer.currency,
                 "volume_mb": service.volume_mb,
                 "terms_ids": [t.id for t in terms],
+                "soc_phone": _soc_phone(service.code, None, item.line.soc_phone),
             }
         )
     if view.next_step != "review":

@@ -1,0 +1,239 @@
+"""Alarms from the car's theft sensors, into the SOC's cases (SEC-1, SEC-2, SEC-3; docs/security.md "Alarms").
+
+Every signal is stored before the gateway acknowledges it, once per car and alarm id: a re-send is the same
+alarm. A signal then either moves the tracking activation (the car's `test` alarm), is kept as suppressed (a
+mode in force covers its trigger, by the cloud's clock), joins the car's open case, or opens a new one. A
+case takes in signals while its state is in `rules.MERGING`; `after_move` closes it to further signals when
+the SOC judges it a false alarm or closes it, and the partial unique index `uq_alarms_open_vehicle` keeps one
+open case per car.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carlink.clock import clock
+from carlink.db.base import add_unique
+from carlink.garage.models import Vehicle
+from carlink.protocol.messages import AlarmSignal, AlarmTrigger, Position, TrackPoint
+from carlink.security import activations, config, modes
+from carlink.security.models import Alarm, AlarmSignalRecord, TrackingActivation, TrackPointRecord
+from carlink.security.rules import (
+    MERGING,
+    SEVERITY,
+    ActivationState,
+    AlarmState,
+    suppressed_by,
+    tracking_for,
+)
+
+log = logging.getLogger("carlink.security")
+# The EventHub key of the SOC's live queue. Vehicle ids start at 1, so no car's events land there.
+SOC_CHANNEL = 0
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one signal did. The gateway acknowledges every outcome (after the commit) and tells the SOC
+    about `alarm` (the case it opened or joined) and `activation` (now waiting for the SOC's welcome call);
+    `opened` means the car's security set changed (tracking `alarm`)."""
+
+    duplicate: bool = False
+    alarm: Alarm | None = None
+    opened: bool = False
+    suppressed_by: str | None = None
+    activation: TrackingActivation | None = None
+
+
+async def known(session: AsyncSession, vehicle_id: int, car_alarm_id: str) -> bool:
+    """Whether the car's alarm with this id is stored already (a re-send)."""
+    found = await session.scalar(
+        select(AlarmSignalRecord.id).where(
+            AlarmSignalRecord.vehicle_id == vehicle_id, AlarmSignalRecord.car_alarm_id == car_alarm_id
+        )
+    )
+    return found is not None
+
+
+async def ingest(
+    session: AsyncSession, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime | None = None
+) -> IngestOutcome:
+    """REQ: SEC-1 — stores one alarm signal and files it; a re-send changes nothing (`duplicate`)."""
+    at = now or clock.now()
+    if await known(session, vehicle.id, signal.id):
+        return IngestOutcome(duplicate=True)
+    record = AlarmSignalRecord(
+        vehicle_id=vehicle.id,
+        car_alarm_id=signal.id,
+        trigger=signal.trigger.value,
+        silent=signal.silent,
+        at=signal.at,
+        received_at=at,
+    )
+    _keep_position(record, _located(vehicle, None, signal.location))
+    # Two gateway workers may hold the same re-send (PostgreSQL, shared subscriptions): one stores it.
+    if not await add_unique(session, record):
+        return IngestOutcome(duplicate=True)
+    if signal.trigger == AlarmTrigger.TEST:  # REQ: SEC-4 — the installed package reached the SOC
+        activation = await activations.test_alarm_received(session, vehicle.id)
+        # The SOC hears of it only while it waits for the welcome call (not again once active).
+        waiting = activation is not None and activation.state == ActivationState.TEST_PASSED
+        return IngestOutcome(activation=activation if waiting else None)
+    mode = await modes.in_force(session, vehicle.id, at)
+    covered = suppressed_by(signal.trigger, mode.kind if mode is not None else None)
+    if covered is not None:  # REQ: SEC-3 — kept for the record, but no case
+        record.suppressed_by = covered
+        return IngestOutcome(suppressed_by=covered)
+    alarm, opened = await _file(session, vehicle, signal, at)
+    record.alarm_id = alarm.id
+    _keep_position(record, _located(vehicle, alarm.state, signal.location))
+    if opened:
+        await config.bump(session, vehicle.id)  # the car now tracks for the case
+    return IngestOutcome(alarm=alarm, opened=opened)
+
+
+async def open_case(session: AsyncSession, vehicle_id: int, *, lock: bool = False) -> Alarm | None:
+    """The car's case that still takes in its alarms (`lock`: for this unit of work, to merge into it)."""
+    query = select(Alarm).where(Alarm.vehicle_id == vehicle_id, Alarm.closed_at.is_(None))
+    found: Alarm | None = await session.scalar(query.with_for_update() if lock else query)
+    return found
+
+
+async def _file(
+    session: AsyncSession, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime
+) -> tuple[Alarm, bool]:
+    """Merges the signal into the car's open case, or opens one; True when it opened one."""
+    case = await open_case(session, vehicle.id, lock=True)
+    if case is None:
+        # REQ: SEC-1 — a car without a tracking package in force still gets a case, flagged (issue 7).
+        without_package = await activations.live(session, vehicle.id) is None
+        case = _new_case(vehicle, signal, now, without_package=without_package)
+        if await add_unique(session, case):
+            return case, True
+        # Another gateway instance opened it a moment ago.
+        case = await open_case(session, vehicle.id, lock=True)
+        if case is None:
+            raise RuntimeError(f"vehicle {vehicle.id}: an open case appeared and vanished; the car re-sends")
+    _merge(case, vehicle, signal, now)
+    return case, False
+
+
+def _new_case(vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime, *, without_package: bool) -> Alarm:
+    position = _located(vehicle, None, signal.location)
+    return Alarm(
+        vehicle_id=vehicle.id,
+        state=AlarmState.NEW.value,
+        severity=SEVERITY[signal.trigger],
+        trigger=signal.trigger.value,
+        triggers=[signal.trigger.value],
+        silent=signal.silent,
+        without_package=without_package,
+        signals=1,
+        first_at=signal.at,
+        last_at=signal.at,
+        received_at=now,
+        updated_at=now,
+        lat=position.lat if position is not None else None,
+        lon=position.lon if position is not None else None,
+        version=1,
+    )
+
+
+def _merge(case: Alarm, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime) -> None:
+    """An alarm storm is one case whose counter rises (issue 7): the most severe trigger names the case; the
+    newest signal (by the car's time; re-sends may come late) gives the last position."""
+    severity = SEVERITY[signal.trigger]
+    if severity > case.severity:
+        case.severity, case.trigger = severity, signal.trigger.value
+    if signal.trigger.value not in case.triggers:
+        case.triggers = [*case.triggers, signal.trigger.value]  # a new list: the JSON column sees the change
+    case.silent = case.silent and signal.silent  # a siren sounded once: the case is not silent
+    case.signals += 1
+    case.first_at = min(case.first_at, signal.at)
+    if signal.at >= case.last_at:
+        case.last_at = signal.at
+        position = _located(vehicle, case.state, signal.location)
+        if position is not None:
+            case.lat, case.lon = position.lat, position.lon
+    case.updated_at = now
+    case.version += 1
+
+
+def _located(vehicle: Vehicle, state: str | None, location: Position | None) -> Position | None:
+    """REQ: PRV-4, VEH-6 — a car in privacy mode is located only for a confirmed theft (SEC-1)."""
+    if location is None or (vehicle.privacy_mode and tracking_for(state) != "theft"):
+        return None
+    return location
+
+
+def _keep_position(record: AlarmSignalRecord, position: Position | None) -> None:
+    record.lat = position.lat if position is not None else None
+    record.lon = position.lon if position is not None else None
+
+
+def after_move(alarm: Alarm, to_state: str, now: dt.datetime) -> None:
+    """The SOC moved a case (security.soc): once judged a false alarm or closed, it takes no more alarms,
+    and the car's next alarm opens a new case."""
+    if AlarmState(to_state) not in MERGING and alarm.closed_at is None:
+        alarm.closed_at = now
+
+
+async def record_track(session: AsyncSession, vehicle: Vehicle, point: TrackPoint) -> TrackPointRecord | None:
+    """REQ: SEC-1 — a track point for the car's open case; None (dropped) without one, or in privacy mode
+    unless the theft is confirmed: the cloud keeps a position only for a case that may use it (PRV-4)."""
+    case = await open_case(session, vehicle.id)
+    if case is None or _located(vehicle, case.state, point.location) is None:
+        log.info("track point of vehicle %s without a case that may use it: dropped", vehicle.id)
+        return None
+    row = TrackPointRecord(
+        vehicle_id=vehicle.id,
+        alarm_id=case.id,
+        at=point.at,
+        lat=point.location.lat,
+        lon=point.location.lon,
+        heading=point.location.heading,
+        speed_kmh=point.location.speed_kmh,
+        privacy=vehicle.privacy_mode,
+    )
+    session.add(row)
+    return row
+
+
+def event_of(alarm: Alarm, vin: str) -> dict[str, Any]:
+    """The SOC live queue's event for a case (server-sent, JSON): everything a queue row shows."""
+    return {
+        "type": "alarm",
+        "id": alarm.id,
+        "vehicle_id": alarm.vehicle_id,
+        "vin": vin,
+        "state": alarm.state,
+        "severity": alarm.severity,
+        "trigger": alarm.trigger,
+        "triggers": list(alarm.triggers),
+        "signals": alarm.signals,
+        "silent": alarm.silent,
+        "without_package": alarm.without_package,
+        "first_at": alarm.first_at.isoformat(),
+        "last_at": alarm.last_at.isoformat(),
+        "lat": alarm.lat,
+        "lon": alarm.lon,
+        "version": alarm.version,
+    }
+
+
+def activation_event(activation: TrackingActivation, vin: str) -> dict[str, Any]:
+    """The SOC live queue's event when a car's test alarm came: its activation awaits the welcome call."""
+    return {
+        "type": "activation",
+        "id": activation.id,
+        "vehicle_id": activation.vehicle_id,
+        "vin": vin,
+        "package": activation.package,
+        "state": activation.state,
+    }

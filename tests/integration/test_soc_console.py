@@ -1,0 +1,361 @@
+"""The SOC console (issue 7; SEC-1, SEC-4): only SOC operators get in; the live queue orders cases (cars
+with a package first, most severe, newest) and hears new alarms over server-sent events; a storming car is
+one row; a case is worked through forms — the workflow refuses forbidden moves and moves on a stale page
+without overwriting anything, calls are logged, every view of a customer's data is in the access log
+(privacy_override for theft tracking in privacy mode), and welcome calls confirm activations."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from carlink.db.base import utcnow
+from carlink.demo import world
+from carlink.garage.models import Vehicle
+from carlink.identity.models import Account
+from carlink.protocol.messages import AlarmSignal, AlarmTrigger, Position, TrackPoint
+from carlink.security import activations, alarms
+from carlink.security.models import (
+    Alarm,
+    AlarmCall,
+    AlarmEvent,
+    SocAccess,
+    TrackingActivation,
+    VehicleSecurity,
+)
+from tests.integration.test_store_contracts import buy
+from tests.support.portal import Browser, account_id
+from tests.support.stack import NINE_ELEVEN, PANAMERA, TAYCAN, Stack, eventually
+
+MACAN = world.JAPAN_CAR.vin
+SOC_PHONE = "+49 711 555 0100"
+STUTTGART = (48.7758, 9.1829)
+
+
+@pytest.fixture
+async def soc(stack: Stack) -> AsyncIterator[Browser]:
+    browser = await Browser(stack).sign_in(world.SOC_OPERATOR)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+async def activate_package(stack: Stack, vin: str) -> int:
+    """A tracking activation for the car, on a contract bought in the store (SEC-1)."""
+    owner = await stack.as_user(world.OWNER)
+    try:
+        contract = await buy(owner, vin, "remote-services", "P1Y")
+    finally:
+        await owner.aclose()
+    async with stack.db.transaction() as session:
+        vehicle_id = await vehicle_id_of(session, vin)
+        activation = await activations.order(
+            session, vehicle_id=vehicle_id, contract_id=contract["id"], package="tracking", phone=SOC_PHONE
+        )
+        return activation.id
+
+
+async def vehicle_id_of(session: Any, vin: str) -> int:
+    found = await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin))
+    assert found is not None
+    return int(found)
+
+
+async def file_alarm(
+    stack: Stack, vin: str, trigger: AlarmTrigger, at: dt.datetime, position: tuple[float, float] = STUTTGART
+) -> dict[str, Any] | None:
+    """The car's alarm as the gateway files it: stored in one unit of work, then told to the live queues;
+    the queue's event, or None when it opened no case (a test alarm)."""
+    signal = AlarmSignal(
+        id=secrets.token_hex(8),
+        trigger=trigger,
+        at=at,
+        location=Position(lat=position[0], lon=position[1]),
+    )
+    async with stack.db.transaction() as session:
+        vehicle = await session.scalar(select(Vehicle).where(Vehicle.vin == vin))
+        assert vehicle is not None
+        outcome = await alarms.ingest(session, vehicle, signal)
+        await session.flush()
+        event = alarms.event_of(outcome.alarm, vin) if outcome.alarm is not None else None
+    if event is not None:
+        await stack.platform.emit(alarms.SOC_CHANNEL, event)
+    return event
+
+
+async def raise_alarm(stack: Stack, vin: str, trigger: AlarmTrigger, at: dt.datetime) -> int:
+    """A theft alarm; the id of the case it opened or joined."""
+    event = await file_alarm(stack, vin, trigger, at)
+    assert event is not None
+    return int(event["id"])
+
+
+def queue_ids(html: str) -> list[int]:
+    return [int(found) for found in re.findall(r'data-alarm-id="(\d+)"', html)]
+
+
+def row_of(html: str, alarm_id: int) -> str:
+    found = re.search(rf'<tr[^>]*data-alarm-id="{alarm_id}"[^>]*>', html)
+    assert found is not None, f"no queue row for case {alarm_id}"
+    return found.group(0)
+
+
+async def case(stack: Stack, alarm_id: int) -> Alarm:
+    async with stack.db.session() as session:
+        found = await session.get(Alarm, alarm_id)
+    assert found is not None
+    return found
+
+
+async def access_rows(stack: Stack, alarm_id: int) -> list[SocAccess]:
+    async with stack.db.session() as session:
+        return list(
+            await session.scalars(
+                select(SocAccess).where(SocAccess.alarm_id == alarm_id).order_by(SocAccess.id)
+            )
+        )
+
+
+async def next_event(lines: AsyncIterator[str], alarm_id: int) -> dict[str, Any]:
+    """Reads the stream until the event about this case comes."""
+    kind = ""
+    async for line in lines:
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: ") and kind == "alarm":
+            event: dict[str, Any] = json.loads(line.removeprefix("data: "))
+            if event["id"] == alarm_id:
+                return event
+    raise AssertionError("the stream ended")
+
+
+async def test_only_soc_operators_see_the_live_queue_in_order_with_new_alarms_streamed(
+    stack: Stack, soc: Browser
+) -> None:
+    now = utcnow()
+    await activate_package(stack, TAYCAN)
+    # Four cars alarm: the Taycan has a tracking package, the others none (flagged, at the end).
+    tilt = await raise_alarm(stack, TAYCAN, AlarmTrigger.TILT, now - dt.timedelta(minutes=9))
+    ignition = await raise_alarm(
+        stack, PANAMERA, AlarmTrigger.IGNITION_WITHOUT_KEY, now - dt.timedelta(minutes=8)
+    )
+    older_towing = await raise_alarm(stack, MACAN, AlarmTrigger.TOWING, now - dt.timedelta(minutes=7))
+    newer_glass = await raise_alarm(
+        stack, NINE_ELEVEN, AlarmTrigger.GLASS_BREAK, now - dt.timedelta(minutes=6)
+    )
+
+    # Who: signed out, the sign-in page; owners, dealers, operators and strangers get the staff-only page.
+    anonymous = await stack.http.get("/soc", headers={"Accept": "text/html"})
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/signin")
+    for email in (world.OWNER, world.DEALER, world.OPERATOR, world.STRANGER):
+        other = await Browser(stack).sign_in(email)
+        try:
+            for path in (
+                "/soc",
+                "/soc/queue",
+                f"/soc/alarms/{tilt}",
+                "/soc/alarms/stream",
+                "/soc/welcome-calls",
+            ):
+                refused = await other.http.get(path)
+                assert refused.status_code == 403 and "staff" in refused.text, (email, path)
+            moved = await other.post(f"/soc/alarms/{tilt}/move", {"to_state": "acknowledged", "version": "1"})
+            assert moved.status_code == 403
+        finally:
+            await other.close()
+    assert (await case(stack, tilt)).state == "new"
+
+    # The queue: the packaged car first, then most severe, then newest; no customer data in it.
+    page = await soc.http.get("/soc")
+    assert page.status_code == 200
+    assert queue_ids(page.text)[:4] == [tilt, ignition, newer_glass, older_towing]
+    assert 'data-stream-url="/soc/alarms/stream"' in page.text
+    assert 'data-without-package="yes"' in row_of(page.text, ignition)
+    assert world.OWNER not in page.text
+    fragment = await soc.http.get("/soc/queue")
+    assert fragment.status_code == 200 and queue_ids(fragment.text)[:4] == queue_ids(page.text)[:4]
+
+    # The stream delivers a new case at once, and a storming car stays one row whose counter rises.
+    async with soc.http.stream("GET", "/soc/alarms/stream") as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        async with asyncio.timeout(10):
+            assert (await anext(lines)).startswith("retry:")  # listening from here on
+            towing_now = await raise_alarm(stack, NINE_ELEVEN, AlarmTrigger.TOWING, utcnow())
+            assert towing_now == newer_glass  # the 911's open case takes the alarm
+            event = await next_event(lines, newer_glass)
+            assert event["signals"] == 2 and event["severity"] == 3 and event["vin"] == NINE_ELEVEN
+            for _ in range(40):
+                await raise_alarm(stack, NINE_ELEVEN, AlarmTrigger.TILT, utcnow())
+            while (event := await next_event(lines, newer_glass))["signals"] < 42:
+                pass
+            assert event["triggers"] == ["glass_break", "towing", "tilt"]
+    page = await soc.http.get("/soc/queue")
+    assert queue_ids(page.text).count(newer_glass) == 1
+    assert 'data-signals="42"' in row_of(page.text, newer_glass)
+    # Newest among the severity-3 cases now, and still after the ignition case (severity 4).
+    assert queue_ids(page.text)[:4] == [tilt, ignition, newer_glass, older_towing]
+
+
+async def test_soc_works_a_theft_through_the_case_page_with_calls_conflicts_and_access_log(
+    stack: Stack, soc: Browser
+) -> None:
+    activation_id = await activate_package(stack, TAYCAN)
+    soc_id = await account_id(stack, world.SOC_OPERATOR)
+    async with stack.db.session() as session:
+        owner_name = await session.scalar(select(Account.display_name).where(Account.email == world.OWNER))
+    alarm_id = await raise_alarm(stack, TAYCAN, AlarmTrigger.IGNITION_WITHOUT_KEY, utcnow())
+
+    # The case: car, position as text and on the map, the customer's name and SOC number; one move allowed.
+    page = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert page.status_code == 200
+    assert TAYCAN in page.text and "Taycan 4S" in page.text and 'id="case-map"' in page.text
+    assert f"{STUTTGART[0]:.5f}, {STUTTGART[1]:.5f}" in page.text
+    assert str(owner_name) in page.text and SOC_PHONE in page.text
+    assert re.findall(r'data-move="([a-z_]+)"', page.text) == ["acknowledged"]
+    assert 'name="version" value="1"' in page.text
+    seen = await access_rows(stack, alarm_id)
+    assert {row.what for row in seen} >= {"alarm", "customer"}
+    assert all(row.account_id == soc_id and not row.privacy_override for row in seen)
+    assert (await soc.http.get("/soc/alarms/999999")).status_code == 404
+
+    # A move the workflow does not allow is refused and changes nothing.
+    refused = await soc.post(
+        f"/soc/alarms/{alarm_id}/move", {"to_state": "theft_confirmed", "version": "1", "state": "new"}
+    )
+    assert refused.status_code == 409 and "cannot become theft_confirmed" in refused.text
+    assert (await case(stack, alarm_id)).state == "new"
+
+    # Two operators on one page: the first move wins, the second (a stale page) is refused and overwrites
+    # nothing; the page shows the case as it is now.
+    form = {"to_state": "acknowledged", "version": "1", "state": "new", "note": "taking it"}
+    assert (await soc.post(f"/soc/alarms/{alarm_id}/move", form)).status_code == 303
+    stale = await soc.post(f"/soc/alarms/{alarm_id}/move", {**form, "note": "me too"})
+    assert stale.status_code == 409 and "Someone else changed this case" in stale.text
+    assert 'id="case-state" data-state="acknowledged" data-version="2"' in stale.text
+    acknowledged = await case(stack, alarm_id)
+    assert (acknowledged.state, acknowledged.version) == ("acknowledged", 2)
+    async with stack.db.session() as session:
+        notes = list(await session.scalars(select(AlarmEvent.note).where(AlarmEvent.alarm_id == alarm_id)))
+    assert notes == ["taking it"]
+
+    # The car alarms on meanwhile: merged, the version rises. A page that saw the same state may still move
+    # (the merge does not change the decision); a form that names no state is held to the exact version.
+    await raise_alarm(stack, TAYCAN, AlarmTrigger.MOVING_WHILE_LOCKED, utcnow())
+    assert (await case(stack, alarm_id)).version == 3
+    strict = await soc.post(
+        f"/soc/alarms/{alarm_id}/move", {"to_state": "customer_contacted", "version": "2"}
+    )
+    assert strict.status_code == 409 and "Someone else changed" in strict.text
+
+    # The SOC calls the customer: the number defaults to the one given when buying.
+    bad_call = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "shouting", "number": ""})
+    assert bad_call.status_code == 400 and 'id="call-error"' in bad_call.text
+    called = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "reached", "note": "not the owner"})
+    assert called.status_code == 303
+    police = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "police", "number": "110"})
+    assert police.status_code == 303
+    async with stack.db.session() as session:
+        calls = list(await session.scalars(select(AlarmCall).where(AlarmCall.alarm_id == alarm_id)))
+    assert [(c.number, c.outcome, c.account_id) for c in calls] == [
+        (SOC_PHONE, "reached", soc_id),
+        ("110", "police", soc_id),
+    ]
+
+    contacted = await soc.post(
+        f"/soc/alarms/{alarm_id}/move",
+        {"to_state": "customer_contacted", "version": "2", "state": "acknowledged"},
+    )
+    assert contacted.status_code == 303
+
+    # The customer did not move the car: theft confirmed. The car's set changes (tracking `theft`).
+    async with stack.db.session() as session:
+        taycan_id = await vehicle_id_of(session, TAYCAN)
+        before = await session.get(VehicleSecurity, taycan_id)
+        revision_before = before.revision if before is not None else 0
+    page = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert re.findall(r'data-move="([a-z_]+)"', page.text) == ["false_alarm", "theft_confirmed"]
+    version = int(re.search(r'name="version" value="(\d+)"', page.text).group(1))  # type: ignore[union-attr]
+    theft = await soc.post(
+        f"/soc/alarms/{alarm_id}/move",
+        {"to_state": "theft_confirmed", "version": str(version), "state": "customer_contacted"},
+    )
+    assert theft.status_code == 303
+    async with stack.db.session() as session:
+        after = await session.get(VehicleSecurity, taycan_id, populate_existing=True)
+    assert after is not None and after.revision > revision_before
+
+    # The thief drives on with privacy mode switched on: for a confirmed theft the car is still tracked
+    # (SEC-1), the page says so, and the view is logged as a privacy override.
+    await stack.fleet[TAYCAN].set_privacy_mode(True)
+
+    async def privacy_on() -> bool:
+        async with stack.db.session() as session:
+            return bool(await session.scalar(select(Vehicle.privacy_mode).where(Vehicle.id == taycan_id)))
+
+    await eventually(privacy_on)
+    async with stack.db.transaction() as session:
+        vehicle = await session.get(Vehicle, taycan_id)
+        assert vehicle is not None
+        point = TrackPoint(at=utcnow(), location=Position(lat=48.80, lon=9.21, speed_kmh=62.0, heading=40))
+        stored = await alarms.record_track(session, vehicle, point)
+        assert stored is not None and stored.privacy
+    marked = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert 'id="privacy-override"' in marked.text and 'data-privacy="yes"' in marked.text
+    assert "48.80000" in marked.text and 'id="track-points"' in marked.text
+    latest = await access_rows(stack, alarm_id)
+    assert [row.privacy_override for row in latest if row.what == "track"][-1] is True
+
+    # Police informed, then closed: the case leaves the queue and takes no more moves.
+    for target in ("police_informed", "closed"):
+        current = await case(stack, alarm_id)
+        moved = await soc.post(
+            f"/soc/alarms/{alarm_id}/move",
+            {"to_state": target, "version": str(current.version), "state": current.state},
+        )
+        assert moved.status_code == 303, moved.text
+    closed = await case(stack, alarm_id)
+    assert closed.state == "closed" and closed.closed_at is not None
+    page = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert 'id="workflow-done"' in page.text and "data-move=" not in page.text
+    assert [e for e in re.findall(r'data-event="([a-z_]+)"', page.text)] == [
+        "opened",
+        "acknowledged",
+        "customer_contacted",
+        "theft_confirmed",
+        "police_informed",
+        "closed",
+    ]
+    assert alarm_id not in queue_ids((await soc.http.get("/soc/queue")).text)
+    async with stack.db.session() as session:
+        views = await session.scalar(
+            select(func.count()).select_from(SocAccess).where(SocAccess.alarm_id == alarm_id)
+        )
+    assert views is not None and views >= 2 * 4  # alarm and customer on each of the four views at least
+
+    # SEC-4: the car's test alarm reached the SOC; the welcome call confirms the activation from /soc.
+    assert await file_alarm(stack, TAYCAN, AlarmTrigger.TEST, utcnow()) is None
+    queue_page = await soc.http.get("/soc")
+    assert f'data-activation-id="{activation_id}"' in queue_page.text and SOC_PHONE in queue_page.text
+    confirmed = await soc.post(f"/soc/activations/{activation_id}/confirm")
+    assert confirmed.status_code == 303 and confirmed.headers["location"] == "/soc?done=confirmed"
+    async with stack.db.session() as session:
+        activation = await session.get(TrackingActivation, activation_id)
+        logged = await session.scalar(
+            select(func.count())
+            .select_from(SocAccess)
+            .where(SocAccess.what == "activation", SocAccess.vehicle_id == taycan_id)
+        )
+    assert activation is not None and activation.state == "active" and activation.activated_by == soc_id
+    assert logged == 1
+    assert f'data-activation-id="{activation_id}"' not in (await soc.http.get("/soc")).text
