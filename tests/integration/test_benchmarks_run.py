@@ -55,3 +55,20 @@ def test_the_ota_rollout_benchmark_offers_every_car_and_serves_the_package_intac
     assert result["package_downloads"] == result["static_downloads"] == 8
     assert result["package_mb_s"] > 0 and result["static_mb_s"] > 0 and result["ratio_throughput"] > 0
     assert result["range_resume_ok"] is True
+
+
+def test_the_alarm_latency_benchmark_sees_every_alarm_in_the_soc_queue_once() -> None:
+    code, result = run_benchmark(
+        "alarm_latency.py",
+        *("--vehicles", "40", "--alarm-share", "0.1", "--spread", "1"),
+        *("--connect-timeout", "60", "--measure-timeout", "30"),
+        timeout=120,
+    )
+    assert "error" not in result, result.get("error")
+    assert code == 0
+    for key in ("vehicles", "alarms", "received", "lost", "alarm_p50_ms", "alarm_p99_ms"):
+        assert key in result, key
+    assert result["vehicles"] == 40 and result["alarms"] == result["raised"] == 4
+    assert result["received"] == 4 and result["lost"] == 0 and result["stored"] == 4
+    assert 0 < result["alarm_p50_ms"] <= result["alarm_p99_ms"]
+    assert result["mqtt_received"] == 4 and result["ratio_p99"] > 0

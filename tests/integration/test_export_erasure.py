@@ -218,6 +218,7 @@ async def test_erasure_is_completed_by_operator_or_own_dealer_and_removes_the_da
         "garage",
         "store",
         "fod",
+        "security",
         "notify",
         "privacy",
         "partners",

@@ -4,6 +4,7 @@ what, service and transport mode bounds, and what ends or clears it (withdrawal,
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from collections.abc import AsyncIterator
@@ -15,24 +16,36 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from carlink.demo import world
+from carlink.errors import Conflict
 from carlink.garage import service as garage
 from carlink.identity import service as identity
+from carlink.identity.models import Account, StaffRole
 from carlink.security import activations
+from carlink.security import service as cards
 from carlink.security.models import TrackingActivation
+from carlink.security.rules import PACKAGES
 from carlink.store import contracts
+from carlink.store import service as store
+from carlink.store.models import Contract, Order, PaymentMethod
+from carlink.store.payments import SandboxCharge
+from tests.integration.test_security_alarms import tracking_bought
 from tests.integration.test_store_contracts import (
     ADDRESS,
     checkout,
     choose_card,
+    count,
     error_code,
     offer_id,
+    order_row,
     past,
 )
-from tests.support.portal import account_id
+from tests.support.portal import Browser, account_id
 from tests.support.stack import PANAMERA, TAYCAN, Stack
 
 SOC_PHONE = "+49 711-555 0199"
 NORMALISED = "+497115550199"
+WRONG_PHONES = ("12ab5678", "+49 (711) 5550", "+49 12", "+1234567890123456", "++4971155501", "-4971155501")
+RUNNING = (409, "tracking_package_running")
 
 
 @pytest.fixture
@@ -83,7 +96,7 @@ async def activate(stack: Stack, vin: str) -> TrackingActivation:
         assert vehicle is not None
         live = await activations.live(session, vehicle.id)
         assert live is not None
-        await activations.car_applied(session, vehicle.id, live.package)
+        await activations.car_applied(session, vehicle.id, live.package, live.id)
         await activations.test_alarm_received(session, vehicle.id)
         assert live.state == "test_passed" and live.installing_at and live.test_passed_at
     soc = await account_id(stack, world.SOC_OPERATOR)
@@ -98,7 +111,7 @@ async def test_tracking_needs_the_socs_number_which_the_conclusion_copies_into_t
 ) -> None:
     owner = clients[world.OWNER]
     assert error_code(await add_tracking(owner, TAYCAN, None)) == (422, "phone_required")
-    for wrong in ("12ab5678", "+49 (711) 5550", "+49 12", "+1234567890123456", "++4971155501", "-4971155501"):
+    for wrong in WRONG_PHONES:
         assert error_code(await add_tracking(owner, TAYCAN, wrong)) == (422, "invalid_phone"), wrong
     cart = (await add_tracking(owner, TAYCAN, SOC_PHONE)).json()
     assert [line["soc_phone"] for line in cart["lines"]] == [NORMALISED]
@@ -152,7 +165,8 @@ async def test_the_activation_runs_to_the_certificate_which_only_the_main_user_d
     assert error_code(await stranger.get(certificate)) == (404, "vehicle_not_found")
     phone = f"/api/v1/vehicles/{TAYCAN}/security/phone"
     assert error_code(await family.put(phone, json={"phone": "+49 30 555 0101"})) == (403, "owner_only")
-    assert error_code(await owner.put(phone, json={"phone": "call me"})) == (422, "invalid_phone")
+    for wrong in ("call me", *WRONG_PHONES):  # REQ: SEC-1 — one check, the store's (checked_phone)
+        assert error_code(await owner.put(phone, json={"phone": wrong})) == (422, "invalid_phone"), wrong
     changed = await owner.put(phone, json={"phone": "+49 30 555 0101"})
     assert changed.status_code == 200 and changed.json()["activation"]["phone"] == "+49305550101"
 
@@ -251,9 +265,19 @@ async def test_withdrawal_ends_the_activation_and_a_change_of_hands_clears_the_n
     new_owner = clients[world.STRANGER]
     status = (await new_owner.get(f"/api/v1/vehicles/{TAYCAN}/security")).json()
     assert status["can_change"] is True and status["activation"]["phone_missing"] is True
+    # REQ: SEC-4 — without a number there is no welcome call: the SOC cannot confirm yet.
+    async with stack.db.transaction() as session:
+        await activations.test_alarm_received(session, kept.vehicle_id)
+    soc = await account_id(stack, world.SOC_OPERATOR)
+    with pytest.raises(Conflict) as refused:
+        async with stack.db.transaction() as session:
+            await activations.confirm(session, kept.id, soc)
+    assert refused.value.code == "phone_missing" and "Car security page" in refused.value.message
     given = await new_owner.put(f"/api/v1/vehicles/{TAYCAN}/security/phone", json=phone)
     assert given.json()["activation"]["phone_missing"] is False
     assert (await activation_of(stack, taycan_contract)).phone == "+49305550101"
+    async with stack.db.transaction() as session:
+        assert (await activations.confirm(session, kept.id, soc)).state == "active"
 
     # At the end of its term the contract expires, and the activation with it.
     seen = (await new_owner.get(f"/api/v1/vehicles/{TAYCAN}/contracts")).json()
@@ -261,3 +285,115 @@ async def test_withdrawal_ends_the_activation_and_a_change_of_hands_clears_the_n
     assert await contracts.expire_due(stack.platform) == 1
     expired = await activation_of(stack, taycan_contract)
     assert expired.state == "ended" and expired.ended_at is not None
+
+
+async def test_a_car_has_one_tracking_package_at_a_time(
+    stack: Stack, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    """REQ: SEC-1 — buying a package again, or the other one, while one runs would end a paid package (and
+    its certificate) or leave a contract paying for nothing: refused in the cart, at checkout, before the
+    charge, and at the conclusion of an order charged at the same moment as another (refunded)."""
+    owner = clients[world.OWNER]
+    await buy_tracking(owner, TAYCAN)
+    for package in PACKAGES:
+        refused = await add_tracking(owner, TAYCAN, SOC_PHONE, package)
+        assert error_code(refused) == RUNNING, package
+        assert "withdraw within 14 days" in refused.json()["error"]["message"]
+
+    # One per cart; another term of the same package replaces its line as for any service.
+    assert (await add_tracking(owner, PANAMERA, SOC_PHONE)).status_code == 200
+    assert error_code(await add_tracking(owner, PANAMERA, SOC_PHONE, "tracking-plus")) == RUNNING
+    assert (await add_tracking(owner, PANAMERA, None)).status_code == 200
+    assert (await owner.put(f"/api/v1/vehicles/{PANAMERA}/cart/billing", json=ADDRESS)).status_code == 200
+    revision = (await choose_card(owner, PANAMERA))["revision"]
+
+    # Placed, then a package came meanwhile: the order fails before anything is charged.
+    placed = await place(stack, revision)
+    running = await tracking_bought(stack, PANAMERA, "tracking-plus")
+    failed = await contracts.settle(stack.platform, placed.id)
+    assert (failed.state, failed.failure_code) == ("failed", "tracking_package_running")
+    assert await count(stack, SandboxCharge, SandboxCharge.idempotency_key == placed.idempotency_key) == 0
+    cart = (await owner.get(f"/api/v1/vehicles/{PANAMERA}/cart")).json()
+    assert error_code(await checkout(owner, PANAMERA, cart["revision"])) == RUNNING
+
+    # Two orders charged at once: the one that concludes second concludes nothing, and its money goes back.
+    await end_activation(stack, running)
+    placed = await place(stack, cart["revision"])
+    running = await tracking_bought(stack, PANAMERA, "tracking-plus")
+    async with stack.db.session() as session:
+        method = await session.get(PaymentMethod, placed.payment_method_id)
+    assert method is not None
+    charge = await stack.platform.payments.charge(
+        token=method.token,
+        amount_minor=placed.total_minor,
+        currency=placed.currency,
+        idempotency_key=placed.idempotency_key,
+    )
+    refunded = await contracts.apply_charge(stack.platform, placed.id, charge)
+    assert (refunded.state, refunded.failure_code) == ("refunded", "order_not_concluded")
+    assert await count(stack, Contract, Contract.order_id == placed.id) == 0
+    async with stack.db.session() as session:
+        live = await activations.live(session, placed.vehicle_id)
+    assert live is not None and (live.id, live.package) == (running, "tracking-plus")
+    assert (await order_row(stack, placed.id)).state == "refunded"
+
+
+async def place(stack: Stack, revision: int) -> Order:
+    """The owner's order for the cart's revision, placed but not settled (as between two requests)."""
+    async with stack.db.transaction() as session:
+        owner = await identity.find_account(session, world.OWNER)
+        assert owner is not None
+        order, created = await store.place_order(session, owner, PANAMERA, revision)
+    assert created and order.state == "placed"
+    return order
+
+
+async def end_activation(stack: Stack, activation_id: int) -> None:
+    async with stack.db.transaction() as session:
+        ended = await session.get(TrackingActivation, activation_id)
+        assert ended is not None
+        assert await activations.end_for_contract(session, ended.contract_id)
+
+
+async def test_a_test_alarm_from_before_the_order_does_not_count(stack: Stack) -> None:
+    """REQ: SEC-4 — a test alarm re-sent from an earlier package (raised before this one was ordered) does
+    not move the new activation; the car's clock may lag the cloud's by a few minutes. (The set is not
+    published here, so the simulated car raises no test alarm of its own.)"""
+    async with stack.db.session() as session:
+        ordered = await session.get(TrackingActivation, await tracking_bought(stack, PANAMERA, "tracking"))
+    assert ordered is not None and ordered.state == "ordered"
+    late = ordered.ordered_at - activations.TEST_CLOCK_TOLERANCE - dt.timedelta(seconds=1)
+    async with stack.db.transaction() as session:
+        assert await activations.test_alarm_received(session, ordered.vehicle_id, at=late) is None
+    assert (await activation_of(stack, ordered.contract_id)).state == "ordered"
+    lagging = ordered.ordered_at - dt.timedelta(minutes=4)
+    async with stack.db.transaction() as session:
+        counted = await activations.test_alarm_received(session, ordered.vehicle_id, at=lagging)
+        assert counted is not None and counted.state == "test_passed"
+
+
+async def test_the_owner_is_asked_to_have_driver_cards_registered_for_tracking_plus(
+    stack: Stack, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    """REQ: SEC-2 — with no card registered the car raises no `no_driver_card` alarm (nobody to recognise),
+    so the Car security page asks for the cards until a dealer registered one."""
+    owner = clients[world.OWNER]
+    status = f"/api/v1/vehicles/{PANAMERA}/security"
+    await tracking_bought(stack, PANAMERA, "tracking-plus")
+    assert (await owner.get(status)).json()["activation"]["driver_cards_missing"] is True
+    browser = await Browser(stack).sign_in(world.OWNER)
+    try:
+        assert 'id="cards-missing"' in (await browser.http.get(f"/vehicles/{PANAMERA}/security")).text
+    finally:
+        await browser.close()
+    async with stack.db.transaction() as session:
+        dealer = await session.scalar(
+            select(StaffRole.partner_id)
+            .join(Account, Account.id == StaffRole.account_id)
+            .where(Account.email == world.DEALER, StaffRole.role == "dealer")
+        )
+        assert dealer is not None
+        await cards.register_card(
+            session, dealer, vin=PANAMERA, serial="ZX81ZX81", label="", registered_by=None
+        )
+    assert (await owner.get(status)).json()["activation"]["driver_cards_missing"] is False

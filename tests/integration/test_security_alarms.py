@@ -280,7 +280,8 @@ async def test_an_alarm_is_stored_before_it_is_acknowledged_and_a_resend_is_the_
         event = await asyncio.wait_for(soc.get(), WAIT)
         assert event["type"] == "alarm" and event["vin"] == TAYCAN and event["trigger"] == "glass_break"
         assert event["signals"] == 1 and event["severity"] == 3 and event["state"] == "new"
-        assert (event["lat"], event["lon"]) == (STUTTGART["lat"], STUTTGART["lon"])
+        # The queue shows no positions, so its events carry none (issue 7, point 5); the case keeps it.
+        assert not {"lat", "lon", "first_at"} & event.keys()
         # The Taycan has no tracking package: the case is kept and flagged (issue 7), not lost.
         assert event["without_package"] is True
 
@@ -289,6 +290,7 @@ async def test_an_alarm_is_stored_before_it_is_acknowledged_and_a_resend_is_the_
         assert len(await signals_of(stack, TAYCAN)) == 1
         [case] = await cases_of(stack, TAYCAN)
         assert case.signals == 1 and case.version == 1 and case.without_package
+        assert (case.lat, case.lon) == (STUTTGART["lat"], STUTTGART["lon"])
 
         # Malformed: not JSON, an unknown trigger, a wrong schema version. Dropped, counted, not answered.
         rejected = handler_of(stack).rejected
@@ -456,11 +458,17 @@ async def test_the_signed_set_names_package_cards_mode_and_tracking_and_the_car_
         assert verify_command(published, keys)  # the fleet key signed it, as it signs entitlements
         assert not verify_command({**published, "driver_cards": []}, keys)
 
-        # The car applied it: the ordered activation is installing (SEC-4).
+        # The set names the activation; a report of another activation's set (the package bought earlier)
+        # moves nothing, the car's report of this one makes it installing (SEC-4).
+        assert published["activation"] == activation_id
+        async with stack.db.transaction() as session:
+            await activations.car_applied(session, vid, "tracking-plus", activation_id + 1000)
+        assert (await activation_of(stack, activation_id)).state == "ordered"
         report = {
             "v": 1,
             "revision": published["revision"],
             "package": "tracking-plus",
+            "activation": activation_id,
             "at": clock.now().isoformat(),
         }
         await car.publish(kinds.UP_SECURITY, json.dumps(report).encode())
@@ -588,7 +596,7 @@ async def test_driver_cards_go_into_the_set_only_with_tracking_plus(stack: Stack
     assert (empty.package, empty.driver_cards, empty.mode, empty.tracking) == (None, [], None, "off")
 
     vid = await vehicle_id(stack, TAYCAN)
-    await tracking_bought(stack, TAYCAN, "tracking")
+    plain = await tracking_bought(stack, TAYCAN, "tracking")
     async with stack.db.transaction() as session:
         dealer = await session.scalar(
             select(StaffRole.partner_id)
@@ -604,7 +612,11 @@ async def test_driver_cards_go_into_the_set_only_with_tracking_plus(stack: Stack
         vehicle = await session.get(Vehicle, vid)
         assert vehicle is not None
         assert (await config.build(session, vehicle, 1)).driver_cards == []  # plain tracking: no cards
-    await tracking_bought(stack, TAYCAN, "tracking-plus")  # the upgrade ends the tracking activation
+    # One package at a time: the plain package ends (say it was withdrawn), then tracking plus is bought.
+    async with stack.db.transaction() as session:
+        contract_id = (await activation_of(stack, plain)).contract_id
+        assert await activations.end_for_contract(session, contract_id)
+    await tracking_bought(stack, TAYCAN, "tracking-plus")
     async with stack.db.transaction() as session:
         vehicle = await session.get(Vehicle, vid)
         assert vehicle is not None
@@ -615,3 +627,88 @@ async def test_driver_cards_go_into_the_set_only_with_tracking_plus(stack: Stack
         await cards.revoke_card(session, dealer, card.id)
         assert (await config.state_row(session, vid)).revision == revision + 1
         assert (await config.build(session, vehicle, 1)).driver_cards == []
+
+
+# --- the review's findings (F3, F5, F6, F11) --------------------------------------------------------------
+
+
+async def ingest(stack: Stack, vin: str, trigger: str, at: dt.datetime) -> alarms.IngestOutcome:
+    """One alarm filed as the gateway files it (the wire is tested above)."""
+    signal = AlarmSignal.model_validate(
+        {"v": 1, "id": uuid.uuid4().hex, "trigger": trigger, "at": at.isoformat(), "location": None}
+    )
+    async with stack.db.transaction() as session:
+        vehicle = await garage.vehicle_by_vin(session, vin)
+        assert vehicle is not None
+        return await alarms.ingest(session, vehicle, signal)
+
+
+async def test_a_mode_is_judged_at_the_alarms_own_time_and_two_setters_leave_one_mode(stack: Stack) -> None:
+    # REQ: SEC-3 — review F3: the car was towed while offline; the owner set transport mode afterwards.
+    vid = await vehicle_id(stack, PANAMERA)
+    now = clock.now()
+    async with stack.db.transaction() as session:
+        await modes.set_mode(session, vid, "transport", 2, account_id=None)
+    towed = await ingest(stack, PANAMERA, "towing", now - dt.timedelta(minutes=10))  # re-sent now
+    assert towed.suppressed_by is None and towed.alarm is not None and towed.opened
+    assert towed.alarm.without_package and not towed.set_changed  # review F4: no package, no tracking
+    during = await ingest(stack, PANAMERA, "towing", clock.now())
+    assert during.suppressed_by == "transport" and during.alarm is None
+    ahead = await ingest(stack, PANAMERA, "tilt", clock.now() + dt.timedelta(minutes=3))  # the car's clock
+    assert ahead.suppressed_by == "transport"
+
+    # Review F11: an owner and a dealer set a mode at the same moment: they serialise, one mode is in force.
+    async def setter(kind: str) -> None:
+        async with stack.db.transaction() as session:
+            await modes.set_mode(session, vid, kind, 1, account_id=None)
+
+    await asyncio.gather(setter("service"), setter("transport"))
+    async with stack.db.session() as session:
+        running = list(
+            await session.scalars(
+                select(SecurityModePeriod).where(
+                    SecurityModePeriod.vehicle_id == vid, SecurityModePeriod.ended_at.is_(None)
+                )
+            )
+        )
+    assert len(running) == 1
+    async with stack.db.transaction() as session:
+        assert await modes.end_mode(session, vid, account_id=None)
+        assert await modes.in_force(session, vid, clock.now()) is None  # ending it brings no other back
+
+
+async def test_a_test_alarm_counts_only_for_the_activation_it_belongs_to(stack: Stack) -> None:
+    # REQ: SEC-4 — review F6: ingest hands the alarm's own time on; an old re-sent test alarm moves nothing.
+    activation_id = await tracking_bought(stack, TAYCAN, "tracking")
+    late = await ingest(stack, TAYCAN, "test", clock.now() - dt.timedelta(hours=2))
+    assert late.activation is None and (await activation_of(stack, activation_id)).state == "ordered"
+    fresh = await ingest(stack, TAYCAN, "test", clock.now())
+    assert fresh.activation is not None and fresh.activation.id == activation_id
+    assert (await activation_of(stack, activation_id)).state == "test_passed"
+
+
+async def test_an_alarm_with_an_unusable_time_or_id_never_blocks_the_car(stack: Stack) -> None:
+    # REQ: SEC-1 — review F5: stored with the received time and acknowledged; a malformed id is dropped.
+    far = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
+    overflowing = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    async with car_line(stack, PANAMERA, check_stored=True) as car:
+        before = clock.now()
+        future = await car.alarm("tilt", at=far)
+        broken = await car.alarm("towing", at=overflowing)
+        await car.acked(future, broken)
+        assert car.stored_when_acked == {future: True, broken: True}
+        stored = {signal.car_alarm_id: signal for signal in await signals_of(stack, PANAMERA)}
+        after = clock.now()
+        for alarm_id in (future, broken):
+            assert before <= stored[alarm_id].at <= after  # the received time, not the car's
+        [case] = await cases_of(stack, PANAMERA)
+        assert case.signals == 2 and case.last_at <= after  # it does not pin the queue's top
+
+        rejected = handler_of(stack).rejected
+        for bad_id in ("abc\x00defgh", "../../etc/passwd", "x" * 65):
+            body = {"v": 1, "id": bad_id, "trigger": "tilt", "at": clock.now().isoformat()}
+            await car.publish(kinds.UP_ALARM, json.dumps(body).encode())
+        await eventually(lambda: handler_of(stack).rejected >= rejected + 3, WAIT)
+        after_bad = await car.alarm("glass_break")  # the gateway answers the next alarm as ever
+        await car.acked(after_bad)
+        assert not {"abc\x00defgh", "../../etc/passwd"} & car.acks.keys()

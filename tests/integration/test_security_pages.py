@@ -93,6 +93,15 @@ async def test_the_store_asks_for_the_socs_number_and_the_car_security_page_foll
     assert "+497115550199" not in seen.text  # the number is the main user's
     assert (await stranger.http.get(PAGE)).status_code == 404
 
+    # REQ: SEC-1 — one package at a time: the store says how to change it instead of offering it again.
+    store = await owner.http.get(f"/vehicles/{TAYCAN}/store")
+    assert 'data-code="tracking_package_running"' in store.text and "withdraw within 14 days" in store.text
+    assert f'id="phone-{offer}"' not in store.text
+    again = await owner.post(
+        f"/vehicles/{TAYCAN}/cart/add", {"offer_id": str(offer), "phone": "0711 555 0199"}
+    )
+    assert again.status_code == 409 and "End the running package first" in again.text
+
     # The number and the modes, through the forms; a refusal shows the page again with the reason.
     refused = await owner.post(f"{PAGE}/phone", {"phone": "12"})
     assert refused.status_code == 422 and 'id="security-error"' in refused.text

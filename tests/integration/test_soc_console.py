@@ -15,14 +15,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, inspect, select
 
 from carlink.db.base import utcnow
 from carlink.demo import world
 from carlink.garage.models import Vehicle
-from carlink.identity.models import Account
+from carlink.identity import service as identity
+from carlink.identity.models import Account, StaffRole
 from carlink.protocol.messages import AlarmSignal, AlarmTrigger, Position, TrackPoint
-from carlink.security import activations, alarms
+from carlink.security import activations, alarms, config, console
+from carlink.security import soc as soc_service
 from carlink.security.models import (
     Alarm,
     AlarmCall,
@@ -249,8 +251,9 @@ async def test_soc_works_a_theft_through_the_case_page_with_calls_conflicts_and_
         notes = list(await session.scalars(select(AlarmEvent.note).where(AlarmEvent.alarm_id == alarm_id)))
     assert notes == ["taking it"]
 
-    # The car alarms on meanwhile: merged, the version rises. A page that saw the same state may still move
-    # (the merge does not change the decision); a form that names no state is held to the exact version.
+    # The car alarms on meanwhile: merged, the version rises. A page that saw the same state and severity may
+    # still move (the merge does not change the decision); a form that names no state is held to the exact
+    # version.
     await raise_alarm(stack, TAYCAN, AlarmTrigger.MOVING_WHILE_LOCKED, utcnow())
     assert (await case(stack, alarm_id)).version == 3
     strict = await soc.post(
@@ -263,18 +266,23 @@ async def test_soc_works_a_theft_through_the_case_page_with_calls_conflicts_and_
     assert bad_call.status_code == 400 and 'id="call-error"' in bad_call.text
     called = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "reached", "note": "not the owner"})
     assert called.status_code == 303
-    police = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "police", "number": "110"})
+    # A typed number follows the store's rule for numbers (activations.checked_phone) and is normalised.
+    short = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "police", "number": "11(0)/"})
+    assert short.status_code == 422 and 'id="call-error"' in short.text
+    police = await soc.post(
+        f"/soc/alarms/{alarm_id}/calls", {"outcome": "police", "number": "+49 711 8990-0"}
+    )
     assert police.status_code == 303
     async with stack.db.session() as session:
         calls = list(await session.scalars(select(AlarmCall).where(AlarmCall.alarm_id == alarm_id)))
     assert [(c.number, c.outcome, c.account_id) for c in calls] == [
         (SOC_PHONE, "reached", soc_id),
-        ("110", "police", soc_id),
+        ("+4971189900", "police", soc_id),
     ]
 
     contacted = await soc.post(
         f"/soc/alarms/{alarm_id}/move",
-        {"to_state": "customer_contacted", "version": "2", "state": "acknowledged"},
+        {"to_state": "customer_contacted", "version": "2", "state": "acknowledged", "severity": "4"},
     )
     assert contacted.status_code == 303
 
@@ -359,3 +367,215 @@ async def test_soc_works_a_theft_through_the_case_page_with_calls_conflicts_and_
     assert activation is not None and activation.state == "active" and activation.activated_by == soc_id
     assert logged == 1
     assert f'data-activation-id="{activation_id}"' not in (await soc.http.get("/soc")).text
+
+
+# --- the review's findings (F2, F4, F9, F10, F13) ---------------------------------------------------------
+
+
+def workflow_form(html: str) -> dict[str, str]:
+    """The hidden fields of a case page's workflow form: what the operator saw (version, state, severity,
+    alarms)."""
+    form = html[html.index('id="workflow-form"') :]
+    form = form[: form.index("</form>")]
+    return dict(
+        re.findall(r'<input type="hidden" name="(version|state|severity|signals)" value="([^"]*)"', form)
+    )
+
+
+async def test_a_stale_page_never_judges_a_case_on_alarms_it_did_not_show(stack: Stack, soc: Browser) -> None:
+    # REQ: SEC-1 — review F2: a merge may not slip evidence past the operator's decision.
+    await activate_package(stack, TAYCAN)
+    alarm_id = await raise_alarm(stack, TAYCAN, AlarmTrigger.TILT, utcnow())
+    url = f"/soc/alarms/{alarm_id}"
+    for target in ("acknowledged", "customer_contacted"):
+        page = await soc.http.get(url)
+        assert (
+            await soc.post(f"{url}/move", {"to_state": target, **workflow_form(page.text)})
+        ).status_code == 303
+    seen = workflow_form((await soc.http.get(url)).text)
+    assert (seen["state"], seen["severity"], seen["signals"]) == ("customer_contacted", "1", "1")
+
+    # Another tilt of the same severity: a false alarm (it ends the case) needs every alarm seen.
+    await raise_alarm(stack, TAYCAN, AlarmTrigger.TILT, utcnow())
+    stale = await soc.post(f"{url}/move", {"to_state": "false_alarm", **seen})
+    assert stale.status_code == 409 and "Someone else changed this case" in stale.text
+    assert 'data-signals="2"' in stale.text  # the page shows the case as it is now
+    # The ignition without key raises the severity: no move at all from the old page.
+    await raise_alarm(stack, TAYCAN, AlarmTrigger.IGNITION_WITHOUT_KEY, utcnow())
+    stale = await soc.post(f"{url}/move", {"to_state": "theft_confirmed", **seen})
+    assert stale.status_code == 409
+    current = await case(stack, alarm_id)
+    assert (current.state, current.closed_at) == ("customer_contacted", None)
+
+    # A move that ends nothing goes ahead over a merge that changes no severity (a storm stays workable).
+    fresh = workflow_form((await soc.http.get(url)).text)
+    assert (fresh["severity"], fresh["signals"]) == ("4", "3")
+    await raise_alarm(stack, TAYCAN, AlarmTrigger.MOVING_WHILE_LOCKED, utcnow())
+    assert (await soc.post(f"{url}/move", {"to_state": "theft_confirmed", **fresh})).status_code == 303
+    police = workflow_form((await soc.http.get(url)).text)
+    assert (await soc.post(f"{url}/move", {"to_state": "police_informed", **police})).status_code == 303
+    # Closing: refused after an unseen alarm, accepted from the page that shows it.
+    seen = workflow_form((await soc.http.get(url)).text)
+    await raise_alarm(stack, TAYCAN, AlarmTrigger.TOWING, utcnow())
+    assert (await soc.post(f"{url}/move", {"to_state": "closed", **seen})).status_code == 409
+    seen = workflow_form((await soc.http.get(url)).text)
+    assert (await soc.post(f"{url}/move", {"to_state": "closed", **seen})).status_code == 303
+    closed = await case(stack, alarm_id)
+    assert closed.state == "closed" and closed.signals == 5 and closed.closed_at is not None
+
+
+async def test_a_car_without_a_package_gets_a_case_but_no_tracking_and_no_customer(
+    stack: Stack, soc: Browser
+) -> None:
+    # REQ: SEC-1, PRV-4 — review F4: no package, no mandate: the alarm is kept and shown, nobody tracked.
+    async with stack.db.session() as session:
+        vid = await vehicle_id_of(session, NINE_ELEVEN)
+        owner_name = await session.scalar(select(Account.display_name).where(Account.email == world.OWNER))
+    alarm_id = await raise_alarm(stack, NINE_ELEVEN, AlarmTrigger.GLASS_BREAK, utcnow())
+    flagged = await case(stack, alarm_id)
+    assert flagged.without_package and (flagged.lat, flagged.lon) == STUTTGART
+
+    async def the_set() -> tuple[str, int]:
+        async with stack.db.transaction() as session:
+            vehicle = await session.get(Vehicle, vid)
+            assert vehicle is not None
+            revision = (await config.state_row(session, vid)).revision
+            return (await config.build(session, vehicle, max(revision, 1))).tracking, revision
+
+    tracking, revision = await the_set()
+    assert tracking == "off"
+    async with stack.db.transaction() as session:
+        vehicle = await session.get(Vehicle, vid)
+        assert vehicle is not None
+        point = TrackPoint(at=utcnow(), location=Position(lat=48.8, lon=9.2))
+        assert await alarms.record_track(session, vehicle, point) is None  # no case that may use it
+
+    page = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert page.status_code == 200 and 'id="customer-no-mandate"' in page.text
+    assert "no mandate for this customer" in page.text
+    assert 'id="customer-name"' not in page.text and str(owner_name) not in page.text
+    assert NINE_ELEVEN in page.text and f"{STUTTGART[0]:.5f}, {STUTTGART[1]:.5f}" in page.text
+    assert 'data-tracking="off"' in page.text and "the car has no tracking package" in page.text
+    assert [row.what for row in await access_rows(stack, alarm_id)] == ["alarm"]
+    missing = await soc.post(f"/soc/alarms/{alarm_id}/calls", {"outcome": "reached", "number": ""})
+    assert missing.status_code == 400 and "type the number you called" in missing.text
+
+    # Even a confirmed theft does not make such a car tracked: its set never changes for the case.
+    for target in ("acknowledged", "customer_contacted", "theft_confirmed"):
+        form = workflow_form((await soc.http.get(f"/soc/alarms/{alarm_id}")).text)
+        assert (
+            await soc.post(f"/soc/alarms/{alarm_id}/move", {"to_state": target, **form})
+        ).status_code == 303
+    assert await the_set() == ("off", revision)
+
+
+async def test_the_stream_ends_when_the_role_goes_and_a_theft_position_in_privacy_mode_is_logged(
+    stack: Stack, soc: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review F9: the live queue checks the role on every keep-alive.
+    monkeypatch.setattr(console, "KEEP_ALIVE_SECONDS", 0.2)
+    soc_id = await account_id(stack, world.SOC_OPERATOR)
+    async with soc.http.stream("GET", "/soc/alarms/stream") as stream:
+        lines = stream.aiter_lines()
+        async with asyncio.timeout(10):
+            assert (await anext(lines)).startswith("retry:")
+            while not (await anext(lines)).startswith(": keep-alive"):
+                pass
+            async with stack.db.transaction() as session:
+                await session.execute(
+                    delete(StaffRole).where(StaffRole.account_id == soc_id, StaffRole.role == "soc")
+                )
+            rest = [line async for line in lines]  # the stream ends by itself
+    assert not any(line.startswith("data:") for line in rest)
+    async with stack.db.transaction() as session:
+        operator = await session.get(Account, soc_id)
+        assert operator is not None
+        await identity.grant_staff_role(session, operator, identity.SOC)
+
+    # The case's own position, taken in privacy mode for a confirmed theft, counts as a privacy override
+    # (the page's banner and the access log's `alarm` row), not only track points.
+    await activate_package(stack, TAYCAN)
+    alarm_id = await raise_alarm(stack, TAYCAN, AlarmTrigger.IGNITION_WITHOUT_KEY, utcnow())
+    for target in ("acknowledged", "customer_contacted", "theft_confirmed"):
+        form = workflow_form((await soc.http.get(f"/soc/alarms/{alarm_id}")).text)
+        assert (
+            await soc.post(f"/soc/alarms/{alarm_id}/move", {"to_state": target, **form})
+        ).status_code == 303
+    async with stack.db.transaction() as session:
+        vehicle = await session.scalar(select(Vehicle).where(Vehicle.vin == TAYCAN))
+        assert vehicle is not None
+        vehicle.privacy_mode = True
+    await file_alarm(stack, TAYCAN, AlarmTrigger.MOVING_WHILE_LOCKED, utcnow(), position=(48.9, 9.3))
+    page = await soc.http.get(f"/soc/alarms/{alarm_id}")
+    assert 'id="privacy-override"' in page.text and "48.90000, 9.30000" in page.text
+    logged = [(row.what, row.privacy_override) for row in await access_rows(stack, alarm_id)]
+    assert ("alarm", True) in logged and ("customer", False) in logged  # the position, marked
+    assert not any(override for what, override in logged if what == "customer")
+
+
+async def test_the_queue_says_how_many_cases_it_leaves_out_and_has_its_index(
+    stack: Stack, soc: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review F13: the limit never hides cases silently; a partial index serves the query.
+    now = utcnow()
+    for minutes, vin in enumerate((TAYCAN, PANAMERA, MACAN, NINE_ELEVEN)):
+        await raise_alarm(stack, vin, AlarmTrigger.TILT, now - dt.timedelta(minutes=minutes))
+    monkeypatch.setattr(soc_service, "QUEUE_LIMIT", 3)
+    fragment = await soc.http.get("/soc/queue")
+    assert len(queue_ids(fragment.text)) == 3
+    assert 'data-more="1"' in fragment.text and "1 more case," in fragment.text
+    monkeypatch.setattr(soc_service, "QUEUE_LIMIT", 4)
+    assert "soc-queue-more" not in (await soc.http.get("/soc")).text
+
+    async with stack.db.session() as session:
+        indexes = await session.run_sync(
+            lambda sync: {index["name"] for index in inspect(sync.connection()).get_indexes("alarms")}
+        )
+    assert "ix_alarms_queue" in indexes
+
+
+async def test_a_move_racing_a_merge_on_postgresql_is_not_refused_needlessly(stack: Stack) -> None:
+    # Review F10: the move's UPDATE waits for the merge's row lock, then checks the merged row.
+    if stack.settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time: the race needs PostgreSQL's row locks")
+    await activate_package(stack, TAYCAN)
+    soc_id = await account_id(stack, world.SOC_OPERATOR)
+    alarm_id = await raise_alarm(stack, TAYCAN, AlarmTrigger.TILT, utcnow())
+    seen = await case(stack, alarm_id)
+    merging = asyncio.Event()
+    release = asyncio.Event()
+
+    async def merge() -> None:
+        signal = AlarmSignal(id=secrets.token_hex(8), trigger=AlarmTrigger.TILT, at=utcnow())
+        async with stack.db.transaction() as session:
+            vehicle = await session.scalar(select(Vehicle).where(Vehicle.vin == TAYCAN))
+            assert vehicle is not None
+            await alarms.ingest(session, vehicle, signal)
+            await session.flush()  # the row is changed and locked until the commit
+            merging.set()
+            await release.wait()
+
+    async def move() -> str:
+        async with stack.db.transaction() as session:
+            moved = await soc_service.move(
+                session,
+                alarm_id,
+                "acknowledged",
+                expected_version=seen.version,
+                seen_state=seen.state,
+                seen_severity=seen.severity,
+                seen_signals=seen.signals,
+                account_id=soc_id,
+            )
+            return moved.alarm.state
+
+    merger = asyncio.create_task(merge())
+    await asyncio.wait_for(merging.wait(), 10)
+    mover = asyncio.create_task(move())
+    await asyncio.sleep(0.5)
+    assert not mover.done()  # waiting for the merge's row lock
+    release.set()
+    await asyncio.wait_for(merger, 10)
+    assert await asyncio.wait_for(mover, 10) == "acknowledged"
+    moved = await case(stack, alarm_id)
+    assert (moved.state, moved.signals, moved.version) == ("acknowledged", 2, 3)

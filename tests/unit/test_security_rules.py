@@ -11,6 +11,9 @@ import pytest
 
 from carlink.errors import CarlinkError, Conflict
 from carlink.protocol.messages import AlarmTrigger
+from carlink.security import alarms
+from carlink.security.alarms import alarm_time, tracking_of
+from carlink.security.models import Alarm
 from carlink.security.rules import (
     ACTIVATION_STEPS,
     MERGING,
@@ -165,3 +168,36 @@ def test_the_activation_steps_are_the_documented_ones() -> None:
 @pytest.mark.parametrize(("origin", "target"), sorted(itertools.product(ActivationState, ActivationState)))
 def test_an_activation_steps_only_forward_or_ends(origin: ActivationState, target: ActivationState) -> None:
     assert may_step(origin.value, target) == ((origin, target) in ACTIVATION)
+
+
+# --- the alarm's time and what the car tracks for a case (carlink.security.alarms) -------------------------
+
+
+def test_an_alarm_keeps_the_cars_time_unless_it_is_unusable() -> None:
+    # REQ: SEC-1 — review F5: an unusable time never keeps an alarm from being stored and acknowledged.
+    received = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
+    earlier = dt.datetime(2026, 11, 26, 11, 55, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert alarm_time(earlier, received) == dt.datetime(2026, 11, 26, 9, 55, tzinfo=dt.UTC)
+    slightly_ahead = received + alarms.MAX_CLOCK_SKEW
+    assert alarm_time(slightly_ahead, received) == slightly_ahead
+    assert alarm_time(received + alarms.MAX_CLOCK_SKEW + dt.timedelta(seconds=1), received) == received
+    assert alarm_time(dt.datetime(2099, 1, 1, tzinfo=dt.UTC), received) == received
+    overflowing = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert alarm_time(overflowing, received) == received
+
+
+def test_a_case_of_a_car_without_a_package_asks_for_no_tracking() -> None:
+    # REQ: SEC-1, PRV-4 — review F4.
+    def case(state: AlarmState, *, without_package: bool = False, closed: bool = False) -> Alarm:
+        return Alarm(
+            state=state.value,
+            without_package=without_package,
+            closed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC) if closed else None,
+        )
+
+    assert tracking_of(None) == "off"
+    assert tracking_of(case(A.NEW)) == "alarm"
+    assert tracking_of(case(A.THEFT_CONFIRMED)) == "theft"
+    assert tracking_of(case(A.FALSE_ALARM, closed=True)) == "off"
+    for state in A:
+        assert tracking_of(case(state, without_package=True)) == "off"

@@ -138,6 +138,17 @@ def test_a_new_package_raises_one_silent_test_alarm_and_an_upgrade_another() -> 
     assert [a.trigger for a in car.pending] == [AlarmTrigger.TEST, AlarmTrigger.TEST]
 
 
+def test_the_same_package_bought_again_is_a_new_install_with_its_own_test_alarm() -> None:
+    """The last package ended while the car was offline, so it never held a set without it: the new
+    activation's id tells the car that this is a new install (SEC-4)."""
+    car = holding(1, package="tracking", activation=7)
+    assert car.receive(security_set(2, package="tracking", activation=7, tracking="alarm"), NOW)
+    assert car.pending == []  # the same activation: no new install
+    assert car.receive(security_set(3, package="tracking", activation=9), NOW)
+    assert [a.trigger for a in car.pending] == [AlarmTrigger.TEST]
+    assert car.report(NOW).activation == 9
+
+
 # --- alarms, modes and privacy (SEC-1, SEC-3) ---------------------------------------------------------------
 
 
@@ -200,8 +211,20 @@ def test_moving_off_without_a_registered_card_raises_the_silent_alarm_with_track
     assert car.starts_moving(NOW, HERE, privacy_mode=False) is not None
     assert holding(package="tracking").starts_moving(NOW, HERE, privacy_mode=False) is None
     assert unit().starts_moving(NOW, HERE, privacy_mode=False) is None
-    workshop = holding(package="tracking-plus", mode=mode("service", NOW + seconds(3600)))
+    workshop = holding(
+        package="tracking-plus", driver_cards=[card_hash(CARD)], mode=mode("service", NOW + seconds(3600))
+    )
     assert workshop.starts_moving(NOW, HERE, privacy_mode=False) is None  # REQ: SEC-3
+
+
+def test_tracking_plus_without_registered_cards_raises_no_card_alarm() -> None:
+    """REQ: SEC-2 — until a dealer registers the cards (a new purchase, a change of hands) the car knows
+    nobody to recognise: driving it is no theft, with or without a card in it."""
+    car = holding(package="tracking-plus")
+    assert car.starts_moving(NOW, HERE, privacy_mode=False) is None
+    car.card_present(CARD)
+    assert car.starts_moving(NOW, HERE, privacy_mode=False) is None
+    assert not car.pending
 
 
 # --- re-sending until acknowledged --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from carlink.garage.models import Vehicle
 from carlink.incar import service as incar
 from carlink.protocol import topics as kinds
 from carlink.protocol.messages import (
+    ALARM_ID,
     MAX_MESSAGE_BYTES,
     Ack,
     AlarmAck,
@@ -44,6 +46,7 @@ from carlink.telemetry import service as telemetry
 
 log = logging.getLogger("carlink.gateway")
 VEHICLE_ID_CACHE = 200_000
+_ALARM_ID = re.compile(ALARM_ID)
 _KINDS = frozenset(
     {
         kinds.UP_ACK,
@@ -212,7 +215,7 @@ class UplinkHandler:
         await self._ack_alarm(vin, signal.id)
         for event in events:
             await self.emit(alarms.SOC_CHANNEL, event)
-        if outcome.opened and self.republish_security is not None:
+        if outcome.set_changed and self.republish_security is not None:
             await self.republish_security(vehicle_id)
 
     async def _answer_known_alarm(self, vin: str, payload: bytes) -> None:
@@ -225,7 +228,8 @@ class UplinkHandler:
         except ValueError:
             return
         alarm_id = data.get("id") if isinstance(data, dict) else None
-        if isinstance(alarm_id, str) and 8 <= len(alarm_id) <= 64 and await self._known_alarm(vin, alarm_id):
+        # Only an id of the protocol's form reaches the database (a NUL would be a DataError there).
+        if isinstance(alarm_id, str) and _ALARM_ID.match(alarm_id) and await self._known_alarm(vin, alarm_id):
             metrics.ALARM_DUPLICATES.inc()
             await self._ack_alarm(vin, alarm_id)
 
@@ -252,8 +256,10 @@ class UplinkHandler:
         metrics.ALARMS.labels(signal.trigger.value).inc()
         if outcome.suppressed_by is not None:
             metrics.ALARMS_SUPPRESSED.labels(outcome.suppressed_by).inc()
-        # The car's clock may run ahead of ours: never a negative time.
-        metrics.ALARM_STORE_SECONDS.observe(max(0.0, (clock.now() - signal.at).total_seconds()))
+        # The car's clock may run ahead of ours or be unusable (alarms.alarm_time): never a negative time.
+        now = clock.now()
+        delay = now - alarms.alarm_time(signal.at, now)
+        metrics.ALARM_STORE_SECONDS.observe(max(0.0, delay.total_seconds()))
 
     def _parse(self, vin: str, kind: str, payload: bytes) -> Uplink | None:
         model = _MODELS.get(kind)

@@ -34,6 +34,7 @@ from carlink.privacy import rules
 from carlink.privacy.models import ErasureRequest
 from carlink.privacy.service import audit, lock_account
 from carlink.remote import personal_data as remote_data
+from carlink.security import personal_data as security_data
 from carlink.store import personal_data as store_data
 from carlink.store.models import Contract
 from carlink.store.rules import ENTITLED
@@ -47,6 +48,7 @@ ERASERS: tuple[tuple[str, Eraser], ...] = (
     ("notify", notify_data.erase),
     ("store", store_data.erase),
     ("fod", fod_data.erase),
+    ("security", security_data.erase),
     ("partners", partners_data.erase),
     ("incar", incar_data.erase),
     ("remote", remote_data.erase),

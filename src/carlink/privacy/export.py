@@ -26,6 +26,7 @@ from carlink.partners import personal_data as partners_data
 from carlink.privacy import personal_data as privacy_data
 from carlink.privacy.service import audit
 from carlink.remote import personal_data as remote_data
+from carlink.security import personal_data as security_data
 from carlink.store import personal_data as store_data
 from carlink.web.templating import TEMPLATES
 
@@ -38,6 +39,7 @@ EXPORTERS: tuple[tuple[str, Exporter], ...] = (
     ("garage", garage_data.export),
     ("store", store_data.export),
     ("fod", fod_data.export),
+    ("security", security_data.export),
     ("partners", partners_data.export),
     ("incar", incar_data.export),
     ("remote", remote_data.export),

@@ -198,6 +198,9 @@ class DeliveryReport(Message):
 # --- car security: theft alarms, tracking, the security set (SEC-1..4; docs/protocol.md "Car security") ---
 
 
+ALARM_ID = r"^[A-Za-z0-9_-]{8,64}$"
+
+
 class AlarmTrigger(StrEnum):
     """What raised an alarm. `no_driver_card` is the silent alarm of tracking plus (SEC-2); `test` is the
     alarm the car raises once after its tracking package was installed (SEC-4)."""
@@ -225,7 +228,8 @@ class AlarmSignal(Message):
 
     `location` is null in privacy mode unless the security set asks for theft tracking."""
 
-    id: str = Field(min_length=8, max_length=64)
+    # Letters, digits, '-' and '_' only (a UUID fits): the cloud stores it as the alarm's key.
+    id: str = Field(pattern=ALARM_ID)
     trigger: AlarmTrigger
     silent: bool = False
     at: AwareDatetime
@@ -235,7 +239,7 @@ class AlarmSignal(Message):
 class AlarmAck(Message):
     """Cloud -> car on down/alarm-ack: the alarm with this id is stored; the car stops re-sending it."""
 
-    alarm_id: str = Field(min_length=8, max_length=64)
+    alarm_id: str = Field(pattern=ALARM_ID)
 
 
 class TrackPoint(Message):
@@ -269,6 +273,8 @@ class SecuritySet(Message):
     revision: int = Field(ge=1)
     issued_at: dt.datetime
     package: Literal["tracking", "tracking-plus"] | None = None
+    # The cloud's id of the package's activation: a new one (a package bought again) is a new install.
+    activation: int | None = Field(default=None, ge=1, le=2**31 - 1)
     driver_cards: list[str] = Field(default_factory=list, max_length=64)
     mode: SecurityMode | None = None
     tracking: TrackingKind = "off"
@@ -282,6 +288,7 @@ class SecurityReport(Message):
 
     revision: int = Field(ge=0, le=2**31 - 1)
     package: Literal["tracking", "tracking-plus"] | None = None
+    activation: int | None = Field(default=None, ge=1, le=2**31 - 1)
     at: AwareDatetime
 
 

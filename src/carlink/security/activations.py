@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.db.base import utcnow
+from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, NotFound, TooManyRequests
 from carlink.garage.models import Vehicle
 from carlink.identity.models import LoginFailure
@@ -41,6 +41,9 @@ CERTIFICATE_DIGITS = 10
 # SEC-4: a verification page must not become an oracle: few wrong pairs per source address per window.
 VERIFY_FAILURES_PER_WINDOW = 10
 VERIFY_WINDOW = dt.timedelta(minutes=10)
+# The car's clock and the cloud's may differ a little: a test alarm this much older than the order counts.
+TEST_CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+PACKAGE_RUNNING = "tracking_package_running"
 
 
 async def live(session: AsyncSession, vehicle_id: int) -> TrackingActivation | None:
@@ -56,41 +59,73 @@ async def live(session: AsyncSession, vehicle_id: int) -> TrackingActivation | N
 async def order(
     session: AsyncSession, *, vehicle_id: int, contract_id: int, package: str, phone: str
 ) -> TrackingActivation:
-    """REQ: SEC-1 — a concluded tracking contract starts its activation; a package bought while another
-    runs (an upgrade to tracking plus) replaces it, keeping nothing but the car."""
+    """REQ: SEC-1 — a concluded tracking contract starts its activation. A car has one tracking package at a
+    time: the store refuses a second while one runs (`refuse_while_running`), and the partial unique index
+    guards against a race past that check. Either way this raises `tracking_package_running`, and the
+    caller must roll its unit of work back whole (`store.contracts.conclude` does, and refunds)."""
     existing = await session.scalar(
         select(TrackingActivation).where(TrackingActivation.contract_id == contract_id)
     )
     if existing is not None:
         return existing
-    previous = await live(session, vehicle_id)
-    if previous is not None:
-        _step(previous, ActivationState.ENDED)
-        await session.flush()
+    if await live(session, vehicle_id) is not None:
+        raise package_running()
     activation = TrackingActivation(
         vehicle_id=vehicle_id, contract_id=contract_id, package=package, phone=phone
     )
-    session.add(activation)
-    await session.flush()
+    if not await add_unique(session, activation):  # PostgreSQL: another conclusion won the race
+        raise package_running()
     await config.bump(session, vehicle_id)
     return activation
 
 
-async def car_applied(session: AsyncSession, vehicle_id: int, package: str | None) -> None:
-    """The car reported a security set naming `package`: an ordered activation is installing."""
+def package_running(*, in_cart: bool = False) -> Conflict:
+    """REQ: SEC-1 — `tracking_package_running`: what the owner does instead (end the running one first)."""
+    first = (
+        "Your cart already holds a tracking package, and a car has one at a time."
+        if in_cart
+        else "This car already has a tracking package, and a car has one at a time."
+    )
+    return Conflict(
+        f"{first} End the running package first — withdraw within 14 days of buying it, or let it run "
+        "out — then buy the other.",
+        code=PACKAGE_RUNNING,
+    )
+
+
+async def refuse_while_running(session: AsyncSession, vehicle_id: int) -> None:
+    """REQ: SEC-1 — a tracking package cannot be bought while the car has one that has not ended: buying
+    the same again would end the paid one, and another package would leave two contracts for one car."""
+    if await live(session, vehicle_id) is not None:
+        raise package_running()
+
+
+async def car_applied(
+    session: AsyncSession, vehicle_id: int, package: str | None, activation_id: int | None
+) -> None:
+    """The car reported a security set naming `package` of this activation: an ordered activation is
+    installing. A report of an earlier activation's set (the same package bought before) does not count."""
     activation = await live(session, vehicle_id)
     if (
         activation is not None
+        and activation.id == activation_id
         and activation.package == package
         and activation.state == ActivationState.ORDERED
     ):
         _step(activation, ActivationState.INSTALLING)
 
 
-async def test_alarm_received(session: AsyncSession, vehicle_id: int) -> TrackingActivation | None:
-    """REQ: SEC-4 — the car's test alarm reached the SOC. It may overtake the car's report of the set."""
+async def test_alarm_received(
+    session: AsyncSession, vehicle_id: int, at: dt.datetime | None = None
+) -> TrackingActivation | None:
+    """REQ: SEC-4 — the car's test alarm reached the SOC. It may overtake the car's report of the set.
+
+    `at` is when the car raised it (its own clock): a test alarm from before the activation was ordered
+    belongs to an earlier package (re-sent after an outage) and does not count; None when it did not."""
     activation = await live(session, vehicle_id)
     if activation is None:
+        return None
+    if at is not None and at < activation.ordered_at - TEST_CLOCK_TOLERANCE:
         return None
     if activation.state == ActivationState.ORDERED:
         _step(activation, ActivationState.INSTALLING)
@@ -120,6 +155,13 @@ async def confirm(session: AsyncSession, activation_id: int, soc_account_id: int
         raise Conflict(
             f"an activation that is {activation.state} cannot be confirmed", code="activation_not_ready"
         )
+    if not activation.phone:  # REQ: SEC-4 — the welcome call needs a number (cleared at a change of hands)
+        raise Conflict(
+            "There is no phone number for this activation (the car changed hands): the welcome call cannot "
+            "be made. The car's main user gives their number on the Car security page; confirm after the "
+            "call.",
+            code="phone_missing",
+        )
     _step(activation, ActivationState.ACTIVE)
     activation.activated_by = soc_account_id
     await _issue_certificate(session, activation)  # REQ: SEC-4
@@ -147,8 +189,10 @@ def needs_phone(service_code: str) -> bool:
 
 
 def checked_phone(raw: str | None) -> str:
-    """The number normalised to `+` and digits (or digits only when given without `+`); `invalid_phone`
-    otherwise. Spaces and dashes are how people write numbers; anything else is a typing error."""
+    """REQ: SEC-1 — the one check of a number the SOC calls, wherever it is typed (the store's cart, the
+    owner's API and page, the SOC's call log): normalised to `+` and digits (digits only when given without
+    `+`); `invalid_phone` otherwise. Spaces and dashes are how people write numbers; anything else is a
+    typing error."""
     text = (raw or "").strip()
     digits = re.sub(r"[ \-]", "", text)
     low, high = PHONE_DIGITS

@@ -34,6 +34,8 @@ from carlink.security.rules import (
 )
 
 log = logging.getLogger("carlink.security")
+# How far the car's clock may run ahead of the cloud's before its alarm time is not believed.
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 # The EventHub key of the SOC's live queue. Vehicle ids start at 1, so no car's events land there.
 SOC_CHANNEL = 0
 
@@ -42,11 +44,13 @@ SOC_CHANNEL = 0
 class IngestOutcome:
     """What one signal did. The gateway acknowledges every outcome (after the commit) and tells the SOC
     about `alarm` (the case it opened or joined) and `activation` (now waiting for the SOC's welcome call);
-    `opened` means the car's security set changed (tracking `alarm`)."""
+    `opened`: the signal opened the case; `set_changed`: the car's security set changed (it now tracks for
+    the case — not for a car without a package), so the gateway publishes it."""
 
     duplicate: bool = False
     alarm: Alarm | None = None
     opened: bool = False
+    set_changed: bool = False
     suppressed_by: str | None = None
     activation: TrackingActivation | None = None
 
@@ -68,12 +72,20 @@ async def ingest(
     at = now or clock.now()
     if await known(session, vehicle.id, signal.id):
         return IngestOutcome(duplicate=True)
+    happened = alarm_time(signal.at, at)
+    if happened != signal.at:
+        log.warning(
+            "alarm %s of vehicle %s: the car's time %r is not usable; stored with the received time",
+            signal.id,
+            vehicle.id,
+            signal.at.isoformat(),
+        )
     record = AlarmSignalRecord(
         vehicle_id=vehicle.id,
         car_alarm_id=signal.id,
         trigger=signal.trigger.value,
         silent=signal.silent,
-        at=signal.at,
+        at=happened,
         received_at=at,
     )
     _keep_position(record, _located(vehicle, None, signal.location))
@@ -81,21 +93,44 @@ async def ingest(
     if not await add_unique(session, record):
         return IngestOutcome(duplicate=True)
     if signal.trigger == AlarmTrigger.TEST:  # REQ: SEC-4 — the installed package reached the SOC
-        activation = await activations.test_alarm_received(session, vehicle.id)
+        activation = await activations.test_alarm_received(session, vehicle.id, at=happened)
         # The SOC hears of it only while it waits for the welcome call (not again once active).
         waiting = activation is not None and activation.state == ActivationState.TEST_PASSED
         return IngestOutcome(activation=activation if waiting else None)
-    mode = await modes.in_force(session, vehicle.id, at)
+    # REQ: SEC-3 — judged at the alarm's own time: one raised before the mode started and re-sent after it
+    # (the car was offline) is not covered. The car's clock may run ahead: never later than its arrival.
+    mode = await modes.in_force(session, vehicle.id, min(happened, at))
     covered = suppressed_by(signal.trigger, mode.kind if mode is not None else None)
     if covered is not None:  # REQ: SEC-3 — kept for the record, but no case
         record.suppressed_by = covered
         return IngestOutcome(suppressed_by=covered)
-    alarm, opened = await _file(session, vehicle, signal, at)
+    alarm, opened = await _file(session, vehicle, signal, happened, at)
     record.alarm_id = alarm.id
-    _keep_position(record, _located(vehicle, alarm.state, signal.location))
-    if opened:
+    _keep_position(record, _located(vehicle, tracking_of(alarm), signal.location))
+    set_changed = opened and tracking_of(alarm) != "off"
+    if set_changed:
         await config.bump(session, vehicle.id)  # the car now tracks for the case
-    return IngestOutcome(alarm=alarm, opened=opened)
+    return IngestOutcome(alarm=alarm, opened=opened, set_changed=set_changed)
+
+
+def alarm_time(car_time: dt.datetime, received_at: dt.datetime) -> dt.datetime:
+    """When the alarm happened, as stored and ordered by: the car's time in UTC, or the received time when
+    the car's time cannot be converted or lies more than MAX_CLOCK_SKEW ahead of the cloud (REQ: SEC-1 —
+    such an alarm is still stored and acknowledged, and cannot pin its case at the top of the queue)."""
+    try:
+        happened = car_time.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        return received_at
+    return happened if happened <= received_at + MAX_CLOCK_SKEW else received_at
+
+
+def tracking_of(case: Alarm | None) -> str:
+    """What the car tracks for its case (docs/security.md "Alarms"): nothing without an open case, and
+    nothing for a car without a tracking package — the SOC has no mandate to locate its customer (PRV-4);
+    otherwise as the case's state asks (rules.tracking_for)."""
+    if case is None or case.closed_at is not None or case.without_package:
+        return "off"
+    return tracking_for(case.state)
 
 
 async def open_case(session: AsyncSession, vehicle_id: int, *, lock: bool = False) -> Alarm | None:
@@ -106,25 +141,27 @@ async def open_case(session: AsyncSession, vehicle_id: int, *, lock: bool = Fals
 
 
 async def _file(
-    session: AsyncSession, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime
+    session: AsyncSession, vehicle: Vehicle, signal: AlarmSignal, happened: dt.datetime, now: dt.datetime
 ) -> tuple[Alarm, bool]:
     """Merges the signal into the car's open case, or opens one; True when it opened one."""
     case = await open_case(session, vehicle.id, lock=True)
     if case is None:
         # REQ: SEC-1 — a car without a tracking package in force still gets a case, flagged (issue 7).
         without_package = await activations.live(session, vehicle.id) is None
-        case = _new_case(vehicle, signal, now, without_package=without_package)
+        case = _new_case(vehicle, signal, happened, now, without_package=without_package)
         if await add_unique(session, case):
             return case, True
         # Another gateway instance opened it a moment ago.
         case = await open_case(session, vehicle.id, lock=True)
         if case is None:
             raise RuntimeError(f"vehicle {vehicle.id}: an open case appeared and vanished; the car re-sends")
-    _merge(case, vehicle, signal, now)
+    _merge(case, vehicle, signal, happened, now)
     return case, False
 
 
-def _new_case(vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime, *, without_package: bool) -> Alarm:
+def _new_case(
+    vehicle: Vehicle, signal: AlarmSignal, happened: dt.datetime, now: dt.datetime, *, without_package: bool
+) -> Alarm:
     position = _located(vehicle, None, signal.location)
     return Alarm(
         vehicle_id=vehicle.id,
@@ -135,8 +172,8 @@ def _new_case(vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime, *, withou
         silent=signal.silent,
         without_package=without_package,
         signals=1,
-        first_at=signal.at,
-        last_at=signal.at,
+        first_at=happened,
+        last_at=happened,
         received_at=now,
         updated_at=now,
         lat=position.lat if position is not None else None,
@@ -145,7 +182,9 @@ def _new_case(vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime, *, withou
     )
 
 
-def _merge(case: Alarm, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime) -> None:
+def _merge(
+    case: Alarm, vehicle: Vehicle, signal: AlarmSignal, happened: dt.datetime, now: dt.datetime
+) -> None:
     """An alarm storm is one case whose counter rises (issue 7): the most severe trigger names the case; the
     newest signal (by the car's time; re-sends may come late) gives the last position."""
     severity = SEVERITY[signal.trigger]
@@ -155,19 +194,20 @@ def _merge(case: Alarm, vehicle: Vehicle, signal: AlarmSignal, now: dt.datetime)
         case.triggers = [*case.triggers, signal.trigger.value]  # a new list: the JSON column sees the change
     case.silent = case.silent and signal.silent  # a siren sounded once: the case is not silent
     case.signals += 1
-    case.first_at = min(case.first_at, signal.at)
-    if signal.at >= case.last_at:
-        case.last_at = signal.at
-        position = _located(vehicle, case.state, signal.location)
+    case.first_at = min(case.first_at, happened)
+    if happened >= case.last_at:
+        case.last_at = happened
+        position = _located(vehicle, tracking_of(case), signal.location)
         if position is not None:
             case.lat, case.lon = position.lat, position.lon
     case.updated_at = now
     case.version += 1
 
 
-def _located(vehicle: Vehicle, state: str | None, location: Position | None) -> Position | None:
-    """REQ: PRV-4, VEH-6 — a car in privacy mode is located only for a confirmed theft (SEC-1)."""
-    if location is None or (vehicle.privacy_mode and tracking_for(state) != "theft"):
+def _located(vehicle: Vehicle, tracking: str | None, location: Position | None) -> Position | None:
+    """REQ: PRV-4, VEH-6 — a car in privacy mode is located only while its case tracks a confirmed theft
+    (`tracking` of the case, tracking_of; None before a case exists) (SEC-1)."""
+    if location is None or (vehicle.privacy_mode and tracking != "theft"):
         return None
     return location
 
@@ -186,9 +226,11 @@ def after_move(alarm: Alarm, to_state: str, now: dt.datetime) -> None:
 
 async def record_track(session: AsyncSession, vehicle: Vehicle, point: TrackPoint) -> TrackPointRecord | None:
     """REQ: SEC-1 — a track point for the car's open case; None (dropped) without one, or in privacy mode
-    unless the theft is confirmed: the cloud keeps a position only for a case that may use it (PRV-4)."""
+    unless the theft is confirmed, or for a car without a package: the cloud keeps a position only for a
+    case that may use it (PRV-4)."""
     case = await open_case(session, vehicle.id)
-    if case is None or _located(vehicle, case.state, point.location) is None:
+    tracking = tracking_of(case)
+    if case is None or tracking == "off" or _located(vehicle, tracking, point.location) is None:
         log.info("track point of vehicle %s without a case that may use it: dropped", vehicle.id)
         return None
     row = TrackPointRecord(
@@ -206,7 +248,9 @@ async def record_track(session: AsyncSession, vehicle: Vehicle, point: TrackPoin
 
 
 def event_of(alarm: Alarm, vin: str) -> dict[str, Any]:
-    """The SOC live queue's event for a case (server-sent, JSON): everything a queue row shows."""
+    """The SOC live queue's event for a case (server-sent, JSON): everything a queue row shows and nothing
+    more — no position: every SOC browser gets every event, and positions are shown (and logged) only on
+    the case page (issue 7, point 5)."""
     return {
         "type": "alarm",
         "id": alarm.id,
@@ -219,10 +263,7 @@ def event_of(alarm: Alarm, vin: str) -> dict[str, Any]:
         "signals": alarm.signals,
         "silent": alarm.silent,
         "without_package": alarm.without_package,
-        "first_at": alarm.first_at.isoformat(),
         "last_at": alarm.last_at.isoformat(),
-        "lat": alarm.lat,
-        "lon": alarm.lon,
         "version": alarm.version,
     }
 

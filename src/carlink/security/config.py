@@ -21,7 +21,7 @@ from carlink.protocol.messages import SecurityReport, SecuritySet
 from carlink.protocol.topics import DOWN_SECURITY
 from carlink.security import activations, alarms, modes, service
 from carlink.security.models import VehicleSecurity
-from carlink.security.rules import DRIVER_CARD_PACKAGE, tracking_for
+from carlink.security.rules import DRIVER_CARD_PACKAGE
 
 log = logging.getLogger("carlink.security")
 MAX_DRIVER_CARDS = 64  # docs/protocol.md "Car security"
@@ -67,9 +67,11 @@ async def build(session: AsyncSession, vehicle: Vehicle, revision: int) -> Secur
             "revision": revision,
             "issued_at": now,
             "package": package,
+            "activation": activation.id if activation is not None else None,
             "driver_cards": cards[:MAX_DRIVER_CARDS],
             "mode": {"kind": mode.kind, "until": mode.until} if mode is not None else None,
-            "tracking": tracking_for(case.state if case is not None else None),
+            # REQ: SEC-1, PRV-4 — no tracking for a car without a package (alarms.tracking_of).
+            "tracking": alarms.tracking_of(case),
             "kid": "unsigned",
         }
     )
@@ -128,7 +130,7 @@ async def record_report(session: AsyncSession, vehicle: Vehicle, report: Securit
     if report.revision > row.applied_revision:
         row.applied_revision = min(report.revision, row.revision)
         row.applied_at = report.at
-    await activations.car_applied(session, vehicle.id, report.package)
+    await activations.car_applied(session, vehicle.id, report.package, report.activation)
     return row.applied_revision < row.revision
 
 

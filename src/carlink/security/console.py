@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
-from carlink.errors import CarlinkError, NotFound
+from carlink.errors import CarlinkError, Forbidden, NotFound
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.security import alarms, config, soc
@@ -115,7 +115,7 @@ async def _queue_page(
         "soc/index.html",
         caller,
         status=status,
-        rows=await soc.queue(session),
+        queue=await soc.queue(session),
         welcome=await soc.welcome_calls(session, caller.account.id),
         labels=_labels(),
         notices=NOTICES,
@@ -139,7 +139,7 @@ async def queue_rows(request: Request) -> Response:
         caller = await _soc(request, session)
         if caller is None:
             return to_signin(request)
-        return _console(request, "soc/_queue_rows.html", caller, rows=await soc.queue(session))
+        return _console(request, "soc/_queue_rows.html", caller, queue=await soc.queue(session))
 
 
 @router.get("/soc/welcome-calls", response_model=None)
@@ -156,7 +156,8 @@ async def welcome_rows(request: Request) -> Response:
 @router.get("/soc/alarms/stream", response_class=StreamingResponse)
 async def alarm_stream(request: Request) -> Response:
     """Server-sent events of the live queue: `alarm` (a case opened, merged or moved) and `activation`
-    (a car's test alarm came). A comment every 15 s keeps proxies from closing a quiet stream."""
+    (a car's test alarm came). A comment every 15 s keeps proxies from closing a quiet stream; before each
+    one the viewer's session and `soc` role are checked again, and the stream ends when either is gone."""
     platform = platform_of(request)
     async with platform.db.transaction() as session:
         if await _soc(request, session) is None:
@@ -169,6 +170,8 @@ async def alarm_stream(request: Request) -> Response:
                 try:
                     event = await asyncio.wait_for(events.get(), timeout=KEEP_ALIVE_SECONDS)
                 except TimeoutError:
+                    if not await _still_soc(request):
+                        return
                     yield b": keep-alive\n\n"
                     continue
                 data = json.dumps(event, default=str)
@@ -179,6 +182,16 @@ async def alarm_stream(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+async def _still_soc(request: Request) -> bool:
+    """Whether the stream's viewer is still signed in with the `soc` role: a revoked role or a signed-out
+    session stops the live queue within one keep-alive, not only when the browser disconnects."""
+    try:
+        async with platform_of(request).db.transaction() as session:
+            return await _soc(request, session) is not None
+    except Forbidden:
+        return False
 
 
 @router.post("/soc/activations/{activation_id}/confirm", response_model=None)
@@ -207,7 +220,7 @@ async def _case_page(
     status: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    view = await soc.open_case(session, alarm_id, caller.account.id)  # 404 alarm_not_found
+    view = await soc.view_case(session, alarm_id, caller.account.id)  # 404 alarm_not_found
     return _console(
         request,
         "soc/case.html",
@@ -244,10 +257,12 @@ async def move_case(
     to_state: str = Form(""),
     version: str = Form(""),
     state: str = Form(""),
+    severity: str = Form(""),
+    signals: str = Form(""),
     note: str = Form(""),
     csrf_token: str = Form(""),
 ) -> Response:
-    """One step of the workflow, from the version and state the operator saw."""
+    """One step of the workflow, from what the operator saw: version, state, severity, alarms (soc.move)."""
     platform = platform_of(request)
     caller = await _form_soc(request, csrf_token)
     number = form_number(alarm_id)
@@ -259,6 +274,8 @@ async def move_case(
                 to_state[:24],
                 expected_version=form_number(version),
                 seen_state=state[:24] or None,
+                seen_severity=form_number(severity) if severity else None,
+                seen_signals=form_number(signals) if signals else None,
                 account_id=caller.account.id,
                 note=note,
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.clock import clock
@@ -24,13 +24,14 @@ log = logging.getLogger("carlink.security")
 
 
 async def in_force(session: AsyncSession, vehicle_id: int, now: dt.datetime) -> SecurityModePeriod | None:
-    """The mode that covers triggers at `now` by the cloud's clock, if any (at most one: a new mode ends the
-    previous one)."""
+    """The mode that covers triggers at `now`, if any (at most one: a new mode ends the previous one under
+    the car's security row lock). Alarms ask at their own time (alarms.ingest), the car's set at the
+    cloud's."""
     found: SecurityModePeriod | None = await session.scalar(
         select(SecurityModePeriod)
         .where(
             SecurityModePeriod.vehicle_id == vehicle_id,
-            SecurityModePeriod.ended_at.is_(None),
+            or_(SecurityModePeriod.ended_at.is_(None), SecurityModePeriod.ended_at > now),
             SecurityModePeriod.starts_at <= now,
             SecurityModePeriod.until > now,
         )
@@ -54,6 +55,9 @@ async def set_mode(
     (ended now), so the car never holds two. Raises `invalid_mode` / `invalid_mode_duration`."""
     at = now or clock.now()
     until = mode_until(kind, hours, at)  # validates before anything changes
+    # The car's security row lock first: two setters at once (owner and dealer) serialise here, and the
+    # second sees and ends the first one's mode, so two modes are never in force.
+    await config.state_row(session, vehicle_id)
     current = await in_force(session, vehicle_id, at)
     if current is not None:
         current.ended_at = at
@@ -72,6 +76,7 @@ async def end_mode(
 ) -> bool:
     """REQ: SEC-3 — ends the mode in force early; False when none was in force (nothing changes)."""
     at = now or clock.now()
+    await config.state_row(session, vehicle_id)  # serialised with set_mode (see there)
     current = await in_force(session, vehicle_id, at)
     if current is None:
         return False

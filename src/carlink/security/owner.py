@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.clock import clock
@@ -23,8 +24,8 @@ from carlink.identity.models import Account
 from carlink.security import activations, modes
 from carlink.security.certificate import CertificateData, package_name, render_pdf
 from carlink.security.contacts import SocContact, contact_out, soc_contact
-from carlink.security.models import SecurityModePeriod, TrackingActivation
-from carlink.security.rules import MODE_LONGEST, ActivationState
+from carlink.security.models import DriverCard, SecurityModePeriod, TrackingActivation
+from carlink.security.rules import DRIVER_CARD_PACKAGE, MODE_LONGEST, ActivationState
 
 VERIFY_PATH = "/certificates/verify"
 # How long each mode may last, in hours: the forms' bounds (SEC-3; rules.MODE_LONGEST decides).
@@ -51,6 +52,7 @@ class SecurityView:
     mode: SecurityModePeriod | None
     recent_modes: list[SecurityModePeriod]
     contact: SocContact
+    driver_cards: int = 0  # the car's registered (not revoked) driver cards
 
     @property
     def steps(self) -> list[Step]:
@@ -65,6 +67,15 @@ class SecurityView:
     def phone_missing(self) -> bool:
         """After a change of hands the number was the seller's: the new main user is asked for theirs."""
         return self.live and self.activation is not None and not self.activation.phone
+
+    @property
+    def cards_missing(self) -> bool:
+        """REQ: SEC-2 — tracking plus knows no driver card yet: the car raises no `no_driver_card` alarm
+        until a dealer registers one (docs/protocol.md), so the owner is told to have them registered."""
+        found = self.activation
+        return (
+            self.live and found is not None and found.package == DRIVER_CARD_PACKAGE and not self.driver_cards
+        )
 
     @property
     def certificate_ready(self) -> bool:
@@ -82,7 +93,15 @@ async def security_view(session: AsyncSession, account: Account, vin: str) -> Se
         mode=await modes.in_force(session, vehicle_id, clock.now()),
         recent_modes=await modes.recent(session, vehicle_id),
         contact=soc_contact(entry.vehicle.country),
+        driver_cards=await _driver_cards(session, vehicle_id),
     )
+
+
+async def _driver_cards(session: AsyncSession, vehicle_id: int) -> int:
+    found = await session.scalar(
+        select(func.count()).where(DriverCard.vehicle_id == vehicle_id, DriverCard.revoked_at.is_(None))
+    )
+    return int(found or 0)
 
 
 async def owner_entry(session: AsyncSession, account: Account, vin: str) -> GarageEntry:
@@ -167,6 +186,7 @@ def activation_out(view: SecurityView) -> dict[str, Any] | None:
         # The number is the main user's own; a secondary user sees only whether one is given.
         "phone": (found.phone or None) if main else None,
         "phone_missing": view.phone_missing,
+        "driver_cards_missing": view.cards_missing,
         "certificate_number": found.certificate_number if main else None,
         "certificate_available": view.certificate_ready and main,
     }

@@ -3,26 +3,27 @@ car, its track and the customer to call, the workflow, the call log, and the wel
 activations (SEC-1, SEC-4; docs/security.md "The SOC console").
 
 Authorisation lives here, not only in the pages: every function that shows a customer's data or changes a
-case takes the SOC operator's account id and refuses anyone without the `soc` staff role (`403 staff_only`).
-Every view of a customer's data is written to `soc_access_log` in the same unit of work (issue 7, point 5).
-The queue itself shows cars, never customers.
+case takes the SOC operator's account id and refuses anyone without the `soc` staff role (`403 staff_only`,
+identity.service.require_staff). Every view of a customer's data is written to `soc_access_log` in the same
+unit of work (issue 7, point 5): that is why opening a case is `view_case`, not a plain query. The queue
+itself shows cars, never customers or positions. A car without a tracking package gets a case, but the SOC
+has no mandate for its customer: no name, no number, no tracking (PRV-4).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
 from carlink.garage.models import Vehicle, VehicleUser
-from carlink.identity.models import Account, StaffRole
-from carlink.identity.service import SOC
+from carlink.identity.models import Account
+from carlink.identity.service import SOC, require_staff
 from carlink.protocol.catalogue import profile
 from carlink.security import activations, alarms, config
 from carlink.security.models import (
@@ -33,26 +34,30 @@ from carlink.security.models import (
     TrackingActivation,
     TrackPointRecord,
 )
-from carlink.security.rules import CALL_OUTCOMES, TRANSITIONS, AlarmState, check_move, tracking_for
+from carlink.security.rules import CALL_OUTCOMES, TRANSITIONS, AlarmState, check_move
 from carlink.store.models import Contract
 
 QUEUE_LIMIT = 200
 # A theft tracked every 30 s for days is thousands of points; the map draws the latest ones.
 TRACK_LIMIT = 1000
 NOTE_LIMIT = 500
-_PHONE = re.compile(r"\+?[0-9][0-9 ()/-]{2,19}")
+# The cases still in the queue. Written as the partial index `ix_alarms_queue` states it (models.Alarm), with
+# the literal in the SQL, so the planner can prove the index covers the query even for a prepared statement.
+OPEN_CASES = text("alarms.state <> 'closed'")
+# Moves that end a case: decided only on every alarm the operator saw (see move).
+CLOSING = frozenset({AlarmState.FALSE_ALARM, AlarmState.CLOSED})
 
 
 # --- who may look -------------------------------------------------------------------------------------------
 
 
 async def require_soc(session: AsyncSession, account_id: int) -> None:
-    """Only SOC operators see cases and the customer data they need; dealers, operators and owners do not."""
-    found = await session.scalar(
-        select(StaffRole.id).where(StaffRole.account_id == account_id, StaffRole.role == SOC)
-    )
-    if found is None:
+    """Only SOC operators see cases and the customer data they need; dealers, operators and owners do not
+    (`403 staff_only`, the same refusal as every console's)."""
+    account = await session.get(Account, account_id)
+    if account is None:
         raise Forbidden("this console is for staff with the right role", code="staff_only")
+    await require_staff(session, account, SOC)
 
 
 def model_name(vehicle: Vehicle) -> str:
@@ -77,23 +82,35 @@ class QueueRow:
     model: str
 
 
-async def queue(
-    session: AsyncSession, *, include_closed: bool = False, limit: int = QUEUE_LIMIT
-) -> list[QueueRow]:
-    """Open cases, most severe first, then newest; cases of cars without a tracking package at the end.
+@dataclass(frozen=True)
+class Queue:
+    """The queue's rows, and how many open cases the limit left out: the page says "N more cases" rather
+    than hiding them."""
+
+    rows: list[QueueRow]
+    more: int
+
+
+async def queue(session: AsyncSession, *, limit: int | None = None) -> Queue:
+    """Open cases, most severe first, then newest; cases of cars without a tracking package at the end
+    (served by the partial index `ix_alarms_queue`, which holds only the open cases).
 
     A storming car is one row (its case merges the alarms), so the queue stays short. False alarms stay
     until an operator closes them."""
-    query = (
+    limit = max(1, min(limit or QUEUE_LIMIT, QUEUE_LIMIT))
+    found = await session.execute(
         select(Alarm, Vehicle)
         .join(Vehicle, Vehicle.id == Alarm.vehicle_id)
+        .where(OPEN_CASES)
         .order_by(Alarm.without_package, Alarm.severity.desc(), Alarm.last_at.desc(), Alarm.id.desc())
-        .limit(max(1, min(limit, QUEUE_LIMIT)))
+        .limit(limit)
     )
-    if not include_closed:
-        query = query.where(Alarm.state != AlarmState.CLOSED)
-    rows = await session.execute(query)
-    return [QueueRow(alarm, vehicle.vin, model_name(vehicle)) for alarm, vehicle in rows]
+    rows = [QueueRow(alarm, vehicle.vin, model_name(vehicle)) for alarm, vehicle in found]
+    more = 0
+    if len(rows) == limit:  # cut, perhaps: count what the page does not show
+        total = await session.scalar(select(func.count()).select_from(Alarm).where(OPEN_CASES))
+        more = max(0, int(total or 0) - limit)
+    return Queue(rows, more)
 
 
 # --- one case ---------------------------------------------------------------------------------------------
@@ -106,6 +123,8 @@ class CaseView:
     alarm: Alarm
     vehicle: Vehicle
     model: str
+    # False for a case of a car without a tracking package (alarm.without_package): no customer is shown.
+    mandate: bool
     customer_name: str
     phone: str  # the activation's SOC number; empty when the car has none (the page says "no number")
     package: str | None
@@ -113,11 +132,12 @@ class CaseView:
     calls: list[AlarmCall]  # newest first
     events: list[AlarmEvent]  # oldest first
     moves: list[AlarmState]  # what the workflow allows from here
-    privacy_override: bool  # some shown points were taken in privacy mode for a confirmed theft (SEC-1)
+    # Shown positions taken in privacy mode for a confirmed theft (SEC-1): track points, or the case's own.
+    privacy_override: bool
 
     @property
     def tracking(self) -> str:
-        return tracking_for(self.alarm.state if self.alarm.closed_at is None else None)
+        return alarms.tracking_of(self.alarm)
 
 
 async def _alarm(session: AsyncSession, alarm_id: int) -> Alarm:
@@ -143,22 +163,31 @@ async def customer_name(session: AsyncSession, vehicle_id: int, activation: Trac
     return name or ""
 
 
-async def open_case(session: AsyncSession, alarm_id: int, viewer_account_id: int) -> CaseView:
+async def view_case(session: AsyncSession, alarm_id: int, viewer_account_id: int) -> CaseView:
     """The case as a SOC operator sees it; the view is written to the access log (issue 7, point 5):
-    the case, the customer, and the track — marked privacy_override when points taken in privacy mode
-    are shown (SEC-1)."""
+    the case, the customer, and the track — marked privacy_override when positions taken in privacy mode
+    are shown (SEC-1). A case of a car without a package shows the alarm, the car and its position, but no
+    customer (PRV-4: the SOC has no mandate), and logs none."""
     await require_soc(session, viewer_account_id)
     alarm = await _alarm(session, alarm_id)
     vehicle = await session.get(Vehicle, alarm.vehicle_id)
     assert vehicle is not None  # a case goes with its car (ON DELETE CASCADE)
-    activation = await activations.live(session, vehicle.id)
+    mandate = not alarm.without_package
+    activation = await activations.live(session, vehicle.id) if mandate else None
     track = await _track(session, alarm.id)
-    override = any(point.privacy for point in track)
+    events = list(
+        await session.scalars(
+            select(AlarmEvent).where(AlarmEvent.alarm_id == alarm.id).order_by(AlarmEvent.id)
+        )
+    )
+    track_override = any(point.privacy for point in track)
+    position_override = _position_override(alarm, vehicle, events)
     view = CaseView(
         alarm=alarm,
         vehicle=vehicle,
         model=model_name(vehicle),
-        customer_name=await customer_name(session, vehicle.id, activation),
+        mandate=mandate,
+        customer_name=await customer_name(session, vehicle.id, activation) if mandate else "",
         phone=activation.phone if activation is not None else "",
         package=activation.package if activation is not None else None,
         track=track,
@@ -167,26 +196,39 @@ async def open_case(session: AsyncSession, alarm_id: int, viewer_account_id: int
                 select(AlarmCall).where(AlarmCall.alarm_id == alarm.id).order_by(AlarmCall.id.desc())
             )
         ),
-        events=list(
-            await session.scalars(
-                select(AlarmEvent).where(AlarmEvent.alarm_id == alarm.id).order_by(AlarmEvent.id)
-            )
-        ),
+        events=events,
         moves=sorted(TRANSITIONS[AlarmState(alarm.state)], key=list(AlarmState).index),
-        privacy_override=override,
+        privacy_override=track_override or position_override,
     )
-    seen = ["alarm", "customer"] + (["track"] if track else [])
-    for what in seen:
+    seen = {"alarm": position_override}
+    if mandate:
+        seen["customer"] = False
+    if track:
+        seen["track"] = track_override
+    for what, override in seen.items():
         session.add(
             SocAccess(
                 account_id=viewer_account_id,
                 vehicle_id=vehicle.id,
                 alarm_id=alarm.id,
                 what=what,
-                privacy_override=override and what == "track",
+                privacy_override=override,
             )
         )
     return view
+
+
+def _position_override(alarm: Alarm, vehicle: Vehicle, events: list[AlarmEvent]) -> bool:
+    """Whether the case's own position may have been taken only because of the theft override (SEC-1).
+
+    The case does not store whether its position was taken in privacy mode. alarms.ingest keeps a
+    privacy-mode position only after the theft was confirmed, so this holds when the car is in privacy mode
+    now and the case was confirmed a theft. It errs towards marking the access log (a position taken before
+    the owner switched privacy mode on also counts), never towards leaving a privacy-mode position unmarked
+    while the car is still in privacy mode."""
+    shown = alarm.lat is not None and alarm.lon is not None
+    theft = any(event.to_state == AlarmState.THEFT_CONFIRMED for event in events)
+    return shown and vehicle.privacy_mode and theft and not alarm.without_package
 
 
 async def _track(session: AsyncSession, alarm_id: int) -> list[TrackPointRecord]:
@@ -223,32 +265,39 @@ async def move(
     account_id: int,
     note: str = "",
     seen_state: str | None = None,
+    seen_severity: int | None = None,
+    seen_signals: int | None = None,
     now: dt.datetime | None = None,
 ) -> Moved:
-    """Moves a case along the workflow (rules.TRANSITIONS), never over another operator's move.
+    """Moves a case along the workflow (rules.TRANSITIONS), never over another operator's move and never
+    on evidence the operator did not see.
 
-    The form carries the version the operator saw. A stale version is refused with `409 alarm_changed`,
-    except when the page also says which state it showed (`seen_state`) and the case is still in it: then
-    only the car's further alarms were merged since, and they do not change what the operator decided on —
-    a case judged a false alarm takes no more alarms, the next one opens a new case. Without that, a car
-    storming hundreds of alarms a minute would make its case impossible to move. Two moves at once are
-    serialised by the version in the UPDATE's WHERE: the second finds 0 rows and is refused."""
+    The form carries what the page showed: version, state, severity and the number of alarms. The same
+    version always goes ahead. A newer one means another move or the car's further alarms merged since: a
+    car storming hundreds of alarms a minute must not make its case impossible to move, so a merge alone
+    does not refuse the move — unless it changed what the decision rests on (`409 alarm_changed`): the
+    state moved on, the severity rose, or, for a move that ends the case (false alarm, close), any alarm
+    came that the operator has not seen. The check is the UPDATE's WHERE (`_still_as_seen`), so it holds
+    against a merge or a move committed a moment before, and on PostgreSQL it is evaluated again on the row
+    a concurrent merge committed: a move racing a merge is refused only when the merge changed something
+    that matters."""
     await require_soc(session, account_id)
     alarm = await _alarm(session, alarm_id)
-    base_version = expected_version
-    if alarm.version != expected_version and seen_state is not None and alarm.state == seen_state:
-        base_version = alarm.version
-    if alarm.version != base_version:
-        raise _changed(alarm)
+    if alarm.state != (seen_state or alarm.state) or (
+        seen_state is None and alarm.version != expected_version
+    ):
+        raise _changed(alarm)  # plainly stale: said before the workflow's own refusals
     from_state = alarm.state
     target = check_move(from_state, to_state)  # 409 alarm_transition, 400 invalid_alarm_state
+    seen = _still_as_seen(target, expected_version, seen_state, seen_severity, seen_signals)
+    tracked_before = alarms.tracking_of(alarm)
     at = now or utcnow()
-    # An UPDATE answers with a cursor result: its rowcount tells whether our version still held.
+    # An UPDATE answers with a cursor result: its rowcount tells whether the case was still as seen.
     result = cast(
         CursorResult[Any],
         await session.execute(
             update(Alarm)
-            .where(Alarm.id == alarm.id, Alarm.version == base_version, Alarm.state == from_state)
+            .where(Alarm.id == alarm.id, Alarm.state == from_state, seen)
             .values(state=target.value, version=Alarm.version + 1, updated_at=at)
             .execution_options(synchronize_session=False)
         ),
@@ -267,13 +316,35 @@ async def move(
             note=note.strip()[:NOTE_LIMIT],
         )
     )
-    # What the car tracks follows the case (SEC-1): `theft` once confirmed, nothing once it is over.
-    set_changed = tracking_for(from_state) != tracking_for(target.value)
+    # What the car tracks follows the case (SEC-1): `theft` once confirmed, nothing once it is over, and
+    # nothing ever for a car without a package.
+    set_changed = tracked_before != alarms.tracking_of(alarm)
     if set_changed:
         await config.bump(session, alarm.vehicle_id)
     await session.flush()
     vin = await session.scalar(select(Vehicle.vin).where(Vehicle.id == alarm.vehicle_id))
     return Moved(alarm, set_changed, alarms.event_of(alarm, vin or ""))
+
+
+def _still_as_seen(
+    target: AlarmState,
+    version: int,
+    state: str | None,
+    severity: int | None,
+    signals: int | None,
+) -> ColumnElement[bool]:
+    """REQ: SEC-1 — the case is still as the operator saw it, as far as the move is concerned: the same
+    version, or only alarms merged since that change nothing the decision rests on (see move). Without
+    the page's state and severity (an older form) only the same version counts."""
+    same = Alarm.version == version
+    if state is None or severity is None:
+        return same
+    merged_only = and_(Alarm.state == state, Alarm.severity <= severity)
+    if target in CLOSING:
+        if signals is None:
+            return same
+        merged_only = and_(merged_only, Alarm.signals == signals)
+    return or_(same, merged_only)
 
 
 def _changed(alarm: Alarm) -> Conflict:
@@ -291,24 +362,24 @@ async def log_call(
     session: AsyncSession, alarm_id: int, *, account_id: int, number: str, outcome: str, note: str = ""
 ) -> AlarmCall:
     """Records a call about a case (SEC-1: the SOC calls the number the customer gave when buying). The
-    number defaults to the activation's; any other number (the police, a relative) is typed in."""
+    number defaults to the activation's (none for a car without a package: no mandate); any other number
+    (the police station, a relative) is typed in, checked and normalised like every number the platform
+    takes."""
     await require_soc(session, account_id)
     alarm = await _alarm(session, alarm_id)
     if outcome not in CALL_OUTCOMES:
         raise CarlinkError(
             f"the outcome of a call is one of: {', '.join(CALL_OUTCOMES)}", code="invalid_call_outcome"
         )
-    number = " ".join(number.split())
-    if not number:
+    if number.strip():
+        # One rule for phone numbers, the store's (activations.checked_phone): 422 invalid_phone.
+        number = activations.checked_phone(number)
+    elif not alarm.without_package:  # the number the customer gave, checked when they gave it
         activation = await activations.live(session, alarm.vehicle_id)
         number = activation.phone if activation is not None else ""
     if not number:
         raise CarlinkError(
             "The car has no SOC phone number: type the number you called.", code="call_number_missing"
-        )
-    if not _PHONE.fullmatch(number):
-        raise CarlinkError(
-            "A phone number has 3 to 20 digits, spaces, +, -, / or brackets.", code="invalid_phone"
         )
     call = AlarmCall(
         alarm_id=alarm.id,

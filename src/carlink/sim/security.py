@@ -105,6 +105,7 @@ class SecurityUnit:
         self.track_interval = track_interval
         self.revision = 0  # the highest revision verified and applied; 0: none yet
         self.package: Package | None = None
+        self.activation: int | None = None  # the cloud's activation the package belongs to
         self.driver_cards: frozenset[str] = frozenset()
         self.mode: SecurityMode | None = None
         self.tracking: TrackingKind = "off"
@@ -145,19 +146,23 @@ class SecurityUnit:
         return None
 
     def _apply(self, message: SecuritySet, now: dt.datetime) -> None:
-        new_package = message.package is not None and message.package != self.package
-        self.revision, self.package = message.revision, message.package
+        installed = message.package is not None and (
+            message.package != self.package or message.activation != self.activation
+        )
+        self.revision, self.package, self.activation = message.revision, message.package, message.activation
         self.driver_cards = frozenset(card.lower() for card in message.driver_cards)
         self.mode = message.mode
         if message.tracking == "off":
             self._last_track = None  # the next tracking starts with a point at once
         self.tracking = message.tracking
-        if new_package:
+        if installed:
             # REQ: SEC-4 — one test alarm once the package is in the car: the SOC sees the car reaches it.
             self._add(AlarmTrigger.TEST, now, None, sent=False)
 
     def report(self, now: dt.datetime) -> SecurityReport:
-        return SecurityReport(revision=self.revision, package=self.package, at=now)
+        return SecurityReport(
+            revision=self.revision, package=self.package, activation=self.activation, at=now
+        )
 
     def mode_in_force(self, now: dt.datetime) -> SecurityMode | None:
         """The mode of the set while its end has not passed by the car's clock (SEC-3: it ends by itself)."""
@@ -241,8 +246,10 @@ class SecurityUnit:
         self, now: dt.datetime, location: Position | None, privacy_mode: bool
     ) -> AlarmSignal | None:
         """REQ: SEC-2 — with tracking plus, a car that starts to move without a registered driver card
-        detected raises the silent alarm at once (unless service mode covers it)."""
-        if self.package != DRIVER_CARD_PACKAGE:
+        detected raises the silent alarm at once (unless service mode covers it). While the set lists no
+        card (bought, or the car changed hands, before a dealer registered any), there is nobody the car
+        could recognise: no alarm, or every drive would look like a theft."""
+        if self.package != DRIVER_CARD_PACKAGE or not self.driver_cards:
             return None
         if self.card is not None and card_hash(self.card) in self.driver_cards:
             return None

@@ -54,8 +54,11 @@ async def settle(platform: Platform, order_id: int) -> Order:
         method = (
             await session.get(PaymentMethod, order.payment_method_id) if order.payment_method_id else None
         )
+        running = await _tracking_running(session, order)
     if order.state != OrderState.PLACED:
         return order
+    if running:  # REQ: SEC-1 — one tracking package per car: refused before anything is charged
+        return await fail(platform, order_id, activations.PACKAGE_RUNNING)
     if order.total_minor == 0:  # REQ: STO-4 — trials are ordered free of charge
         return await conclude(platform, order_id, None)
     if method is None:
@@ -118,13 +121,43 @@ async def answer_challenge(platform: Platform, account: Account, order_id: int, 
     return await apply_charge(platform, order_id, result)
 
 
+async def _tracking_running(session: AsyncSession, order: Order) -> bool:
+    """The order brings a tracking package while the car has one that has not ended (bought meanwhile)."""
+    if not any(activations.needs_phone(line["service_code"]) for line in order.lines):
+        return False
+    return await activations.live(session, order.vehicle_id) is not None
+
+
+class _NotConcluded(Exception):
+    """Rolls a conclusion back whole: a CarlinkError would commit what the unit of work did so far."""
+
+
 async def conclude(platform: Platform, order_id: int, charge: ChargeResult | None) -> Order:
     """REQ: STO-7 — contracts, the confirmation mail with the terms (STO-6) and the car's entitlements,
-    all in one unit of work; concluding twice finds the order confirmed and does nothing."""
+    all in one unit of work; concluding twice finds the order confirmed and does nothing.
+
+    REQ: SEC-1 — an order bringing a tracking package while the car has one (two orders charged at the
+    same moment, or a retry after one was bought) is not concluded: nothing of it stays, a free order fails
+    and a charged one is left unconfirmed, which `apply_charge` refunds."""
+    try:
+        return await _conclude(platform, order_id, charge)
+    except _NotConcluded:
+        log.warning("order %s not concluded: the car has a tracking package already", order_id)
+    if charge is None:
+        return await fail(platform, order_id, activations.PACKAGE_RUNNING)
+    async with platform.db.session() as session:
+        order = await session.get(Order, order_id)
+        assert order is not None
+        return order
+
+
+async def _conclude(platform: Platform, order_id: int, charge: ChargeResult | None) -> Order:
     async with platform.db.transaction() as session:
         order = await _locked_order(session, order_id)
         if order.state == OrderState.CONFIRMED or not order_may(order.state, OrderState.CONFIRMED):
             return order
+        if await _tracking_running(session, order):
+            raise _NotConcluded
         now = utcnow()
         contracts = [new_contract(order, line, now) for line in order.lines]
         session.add_all(contracts)
@@ -154,7 +187,12 @@ async def conclude(platform: Platform, order_id: int, charge: ChargeResult | Non
         await session.flush()
         await mail_confirmation(session, order, contracts, platform.settings.base_url)
         await entitlements.bump(session, order.vehicle_id)
-        tracking = await _start_activations(session, order, contracts)
+        try:
+            tracking = await _start_activations(session, order, contracts)
+        except Conflict as refused:  # PostgreSQL: another conclusion took the car's one package meanwhile
+            if refused.code != activations.PACKAGE_RUNNING:
+                raise
+            raise _NotConcluded from refused
     metrics.ORDERS.labels(OrderState.CONFIRMED.value).inc()
     await entitlements.publish(platform, order.vehicle_id)
     if tracking:
@@ -675,3 +713,8 @@ async def stop_renewals_of(session: AsyncSession, account: Account) -> list[Cont
             await _stop_renewing(session, contract, account)
             stopped.append(contract)
     return stopped
+
+
+async def bought_by(session: AsyncSession, account_id: int) -> list[int]:
+    """Ids of the contracts this person bought (for other domains' export and erasure, PRV-5)."""
+    return list(await session.scalars(select(Contract.id).where(Contract.buyer_account_id == account_id)))

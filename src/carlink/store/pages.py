@@ -77,6 +77,8 @@ async def _store_page(
         active_until=active_until,
         in_cart=in_cart,
         needs_phone=activations.needs_phone,
+        # REQ: SEC-1 — one tracking package per car: the packages are not offered while one runs.
+        tracking_running=await activations.live(session, front.entry.vehicle.id) is not None,
         **context,
     )
 

@@ -117,6 +117,9 @@ async def erase(session: AsyncSession, account_id: int) -> None:
         if order.billing:
             # The country stays: it decides the tax of an invoice that must be kept.
             order.billing = {"country": order.billing.get("country", "")}
+        if any("soc_phone" in line for line in order.lines):
+            # The number given for the SOC (SEC-1) is no part of the invoice.
+            order.lines = [{k: v for k, v in line.items() if k != "soc_phone"} for line in order.lines]
     await session.execute(delete(BillingAddress).where(BillingAddress.account_id == account_id))
     await session.execute(delete(Cart).where(Cart.account_id == account_id))
     await session.execute(delete(PaymentMethod).where(PaymentMethod.account_id == account_id))

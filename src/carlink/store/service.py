@@ -28,6 +28,7 @@ from carlink.identity.models import Account
 from carlink.partners import availability
 from carlink.platform import Platform
 from carlink.security import activations
+from carlink.security.rules import PACKAGES
 from carlink.store.cards import check_accepted, clean_number, detect_brand
 from carlink.store.models import BillingAddress, Cart, CartLine, Contract, Order, PaymentMethod
 from carlink.store.payments import CardInput
@@ -231,6 +232,8 @@ async def add_to_cart(
     line = await session.scalar(
         select(CartLine).where(CartLine.cart_id == cart.id, CartLine.service_code == service.code)
     )
+    if activations.needs_phone(service.code):
+        await _one_tracking_package(session, entry.vehicle.id, cart.id, service.code)
     renews = offer.recurring or (auto_renew and service.kind == "data_package" and not offer.trial)
     soc_phone = _soc_phone(service.code, phone, line.soc_phone if line is not None else None)
     if line is None:
@@ -248,6 +251,33 @@ async def add_to_cart(
     _changed(cart)
     await session.flush()
     return await cart_view(session, account, vin)
+
+
+async def _one_tracking_package(
+    session: AsyncSession, vehicle_id: int, cart_id: int, service_code: str
+) -> None:
+    """REQ: SEC-1 — a car has one tracking package at a time (`tracking_package_running`): none while one
+    runs, and one per cart (another term of the same package replaces its line, as for any service)."""
+    await activations.refuse_while_running(session, vehicle_id)
+    other = await session.scalar(
+        select(CartLine.id).where(
+            CartLine.cart_id == cart_id,
+            CartLine.service_code.in_(PACKAGES),
+            CartLine.service_code != service_code,
+        )
+    )
+    if other is not None:
+        raise activations.package_running(in_cart=True)
+
+
+async def _checked_tracking(session: AsyncSession, vehicle_id: int, items: list[CartItem]) -> None:
+    """REQ: SEC-1 — at checkout, in case a package was bought meanwhile (another tab, another user of the
+    car) or the cart was filled before the rule: refused before anything is charged."""
+    tracking = [item for item in items if activations.needs_phone(item.service.code)]
+    if len(tracking) > 1:
+        raise activations.package_running(in_cart=True)
+    if tracking:
+        await activations.refuse_while_running(session, vehicle_id)
 
 
 def _soc_phone(service_code: str, given: str | None, kept: str | None) -> str | None:
@@ -456,6 +486,7 @@ async def place_order(
         )
     if not view.items:
         raise CarlinkError("Your cart is empty.", code="cart_empty", status=422)
+    await _checked_tracking(session, view.entry.vehicle.id, view.items)
     lines = []
     for item in view.items:
         offer, service = await check_offer(session, view.entry, item.offer)

@@ -96,7 +96,8 @@
     function place(row) {
       row.remove();
       const next = [...body.querySelectorAll("tr[data-alarm-id]")].find((other) => before(row, other));
-      body.insertBefore(row, next || null);
+      // After the last case but above the "N more cases" line, which stays the last row.
+      body.insertBefore(row, next || document.getElementById("soc-queue-more"));
     }
 
     function show(event) {

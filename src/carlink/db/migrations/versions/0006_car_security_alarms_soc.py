@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-26 04:42:05.193215
+Create Date: 2026-11-26 04:54:12.894897
 """
 
 from collections.abc import Sequence
@@ -45,6 +45,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alarms")),
     )
     with op.batch_alter_table("alarms", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_alarms_queue",
+            [
+                "without_package",
+                sa.literal_column("severity DESC"),
+                sa.literal_column("last_at DESC"),
+                sa.literal_column("id DESC"),
+            ],
+            unique=False,
+            sqlite_where=sa.text("state <> 'closed'"),
+            postgresql_where=sa.text("state <> 'closed'"),
+        )
         batch_op.create_index("ix_alarms_state_updated_at", ["state", "updated_at"], unique=False)
         batch_op.create_index("ix_alarms_updated_at", ["updated_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_alarms_vehicle_id"), ["vehicle_id"], unique=False)
@@ -337,6 +349,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_alarms_vehicle_id"))
         batch_op.drop_index("ix_alarms_updated_at")
         batch_op.drop_index("ix_alarms_state_updated_at")
+        batch_op.drop_index(
+            "ix_alarms_queue",
+            sqlite_where=sa.text("state <> 'closed'"),
+            postgresql_where=sa.text("state <> 'closed'"),
+        )
 
     op.drop_table("alarms")
     # ### end Alembic commands ###
