@@ -69,21 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--spread", type=float, default=10.0, help="seconds over which the alarms are raised (default 10)"
     )
-    parser.add_argument(
-        "--database", choices=("sqlite", "postgres"), default="sqlite", help="default: sqlite"
-    )
-    parser.add_argument(
-        "--broker",
-        choices=("embedded", "mosquitto"),
-        default="embedded",
-        help="embedded amqtt in the service process (default) or our own Mosquitto on a free loopback port",
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=600.0,
-        help="seconds for the cars to connect and for the cloud to see them all online (default 600)",
-    )
+    rc.add_stack_options(parser)
     parser.add_argument(
         "--measure-timeout",
         type=float,

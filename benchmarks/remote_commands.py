@@ -81,22 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=4,
         help="alternate MQTT and command blocks this many times, so both see the same background load (4)",
     )
-    parser.add_argument(
-        "--database", choices=("sqlite", "postgres"), default="sqlite", help="default: sqlite"
-    )
-    parser.add_argument(
-        "--broker",
-        choices=("embedded", "mosquitto"),
-        default="embedded",
-        help="embedded amqtt in the service process (default) or our own Mosquitto on a free loopback port",
-    )
+    add_stack_options(parser)
     parser.add_argument("--command-type", default="LOCK", help="remote service to send (default LOCK)")
-    parser.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=600.0,
-        help="seconds for the cars to connect and for the cloud to see them all online (default 600)",
-    )
     parser.add_argument(
         "--measure-timeout",
         type=float,
@@ -111,6 +97,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, name) < 1:
                 parser.error(f"--{name} must be at least 1")
     return args
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """--database, --broker and --connect-timeout: the set-up every fleet benchmark shares."""
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgres"), default="sqlite", help="default: sqlite"
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("embedded", "mosquitto"),
+        default="embedded",
+        help="embedded amqtt in the service process (default) or our own Mosquitto on a free loopback port",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=600.0,
+        help="seconds for the cars to connect and for the cloud to see them all online (default 600)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

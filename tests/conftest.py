@@ -19,6 +19,7 @@ STACKS = [
     pytest.param(("sqlite", "embedded"), id="sqlite-embedded"),
     pytest.param(("postgres", "mosquitto"), id="postgres-mosquitto"),
 ]
+POSTGRES_STACK = STACKS[1]
 
 
 @pytest.fixture(autouse=True)

@@ -171,7 +171,8 @@ async def test_the_activation_runs_to_the_certificate_which_only_the_main_user_d
     assert changed.status_code == 200 and changed.json()["activation"]["phone"] == "+49305550101"
 
     confirmed = await activate(stack, TAYCAN)
-    assert re.fullmatch(r"CL-[0-9]{10}", confirmed.certificate_number or "")
+    number = confirmed.certificate_number or ""
+    assert re.fullmatch(r"CL-[0-9]{10}", number)
     code = confirmed.verification_code or ""
     assert re.fullmatch(f"[{activations.CODE_ALPHABET}]{{12}}", code)
     status = (await owner.get(f"/api/v1/vehicles/{TAYCAN}/security")).json()["activation"]
@@ -181,11 +182,11 @@ async def test_the_activation_runs_to_the_certificate_which_only_the_main_user_d
 
     pdf = await owner.get(certificate)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
-    assert confirmed.certificate_number in pdf.headers["content-disposition"]
+    assert number in pdf.headers["content-disposition"]
     text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
     for expected in (
         TAYCAN,
-        confirmed.certificate_number,
+        number,
         activations.grouped_code(code),
         "Vehicle tracking",
     ):
@@ -355,21 +356,35 @@ async def end_activation(stack: Stack, activation_id: int) -> None:
         assert await activations.end_for_contract(session, ended.contract_id)
 
 
-async def test_a_test_alarm_from_before_the_order_does_not_count(stack: Stack) -> None:
-    """REQ: SEC-4 — a test alarm re-sent from an earlier package (raised before this one was ordered) does
-    not move the new activation; the car's clock may lag the cloud's by a few minutes. (The set is not
-    published here, so the simulated car raises no test alarm of its own.)"""
+async def test_a_test_alarm_from_before_the_order_counts_only_once_the_car_reported_the_package(
+    stack: Stack,
+) -> None:
+    """REQ: SEC-4 — before the car reported the set, a test alarm raised before the order (a re-send from an
+    earlier package) does not move the new activation; the car's clock may lag the cloud's by a few minutes.
+    Once the car reported applying this activation, its test alarm counts however slow its clock is (here an
+    hour). (The set is not published here, so the simulated car raises no test alarm of its own.)"""
     async with stack.db.session() as session:
         ordered = await session.get(TrackingActivation, await tracking_bought(stack, PANAMERA, "tracking"))
+        lagging = await session.get(TrackingActivation, await tracking_bought(stack, TAYCAN, "tracking"))
     assert ordered is not None and ordered.state == "ordered"
+    assert lagging is not None and lagging.state == "ordered"
     late = ordered.ordered_at - activations.TEST_CLOCK_TOLERANCE - dt.timedelta(seconds=1)
     async with stack.db.transaction() as session:
         assert await activations.test_alarm_received(session, ordered.vehicle_id, at=late) is None
     assert (await activation_of(stack, ordered.contract_id)).state == "ordered"
-    lagging = ordered.ordered_at - dt.timedelta(minutes=4)
     async with stack.db.transaction() as session:
-        counted = await activations.test_alarm_received(session, ordered.vehicle_id, at=lagging)
+        at = lagging.ordered_at - dt.timedelta(minutes=4)
+        counted = await activations.test_alarm_received(session, lagging.vehicle_id, at=at)
         assert counted is not None and counted.state == "test_passed"
+
+    # The car reports the set of this activation; its clock runs an hour slow.
+    async with stack.db.transaction() as session:
+        await activations.car_applied(session, ordered.vehicle_id, ordered.package, ordered.id)
+    assert (await activation_of(stack, ordered.contract_id)).state == "installing"
+    slow = ordered.ordered_at - dt.timedelta(hours=1)
+    async with stack.db.transaction() as session:
+        counted = await activations.test_alarm_received(session, ordered.vehicle_id, at=slow)
+        assert counted is not None and counted.state == "test_passed" and counted.id == ordered.id
 
 
 async def test_the_owner_is_asked_to_have_driver_cards_registered_for_tracking_plus(

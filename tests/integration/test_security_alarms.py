@@ -20,7 +20,7 @@ from typing import Any
 
 import aiomqtt
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from carlink.catalog.models import Offer
 from carlink.clock import clock
@@ -32,7 +32,7 @@ from carlink.gateway.link import CloudLink
 from carlink.gateway.service import UplinkHandler
 from carlink.identity.models import Account, StaffRole
 from carlink.protocol import topics as kinds
-from carlink.protocol.messages import AlarmSignal, SecurityReport
+from carlink.protocol.messages import AlarmSignal, Position, SecurityReport, TrackPoint
 from carlink.protocol.signing import load_public_key, verify_command
 from carlink.protocol.transport import BrokerAddress, make_client
 from carlink.protocol.vin import make_vin
@@ -290,7 +290,7 @@ async def test_an_alarm_is_stored_before_it_is_acknowledged_and_a_resend_is_the_
         assert len(await signals_of(stack, TAYCAN)) == 1
         [case] = await cases_of(stack, TAYCAN)
         assert case.signals == 1 and case.version == 1 and case.without_package
-        assert (case.lat, case.lon) == (STUTTGART["lat"], STUTTGART["lon"])
+        assert (case.lat, case.lon) == (None, None)  # review N6: without a package no position is kept
 
         # Malformed: not JSON, an unknown trigger, a wrong schema version. Dropped, counted, not answered.
         rejected = handler_of(stack).rejected
@@ -353,7 +353,7 @@ async def test_an_alarm_storm_is_one_case_and_another_car_is_still_answered(stac
     assert case.signals == 300 and case.version == 300
     assert case.trigger == "moving_while_locked" and case.severity == 4
     assert sorted(case.triggers) == sorted(triggers)
-    assert case.lat == 48.80 + 299 / 10_000  # the newest signal's position
+    assert (case.lat, case.lon) == (None, None)  # review N6: no package, no position kept
     [calm_case] = await cases_of(stack, PANAMERA)
     assert calm_case.signals == 1 and calm_case.trigger == "interior_motion"
 
@@ -500,7 +500,8 @@ async def test_the_signed_set_names_package_cards_mode_and_tracking_and_the_car_
         await eventually(lambda: _track_points(stack, vid, 1), WAIT)
         await _set_privacy(stack, vid, True)
         await car.publish(kinds.UP_TRACK, json.dumps(point).encode())  # privacy mode, no theft: dropped
-        await car.acked(await car.alarm("glass_break"))  # one car's messages are handled in order
+        # One car's messages are handled in order. Privacy mode, no theft: the alarm's position is dropped.
+        await car.acked(await car.alarm("glass_break", location=STUTTGART))
         async with stack.db.transaction() as session:
             row = await session.get(Alarm, case.id)
             assert row is not None
@@ -510,6 +511,13 @@ async def test_the_signed_set_names_package_cards_mode_and_tracking_and_the_car_
         async with stack.db.session() as session:
             points = await session.scalars(select(TrackPointRecord).where(TrackPointRecord.vehicle_id == vid))
             assert [(p.alarm_id, p.privacy) for p in points] == [(case.id, False), (case.id, True)]
+        # The theft confirmed, an alarm's position in privacy mode is kept, and flagged on the signal and
+        # on the case (review F9: the SOC's page and access log read the flag).
+        await car.acked(await car.alarm("glass_break", location=STUTTGART))
+        *_, dropped, kept = await signals_of(stack, TAYCAN)
+        assert (dropped.lat, dropped.privacy) == (None, False)
+        assert (kept.lat, kept.privacy) == (STUTTGART["lat"], True)
+        assert (await cases_of(stack, TAYCAN))[0].position_privacy is True
 
         # Judged a false alarm, the case takes no more alarms: the next one opens a new case.
         async with stack.db.transaction() as session:
@@ -519,7 +527,7 @@ async def test_the_signed_set_names_package_cards_mode_and_tracking_and_the_car_
             row.state = AlarmState.FALSE_ALARM.value
         again = await car.alarm("glass_break")
         await car.acked(again)
-        assert [c.signals for c in await cases_of(stack, TAYCAN)] == [2, 1]
+        assert [c.signals for c in await cases_of(stack, TAYCAN)] == [3, 1]
 
 
 async def _installing(stack: Stack, activation_id: int) -> bool:
@@ -712,3 +720,73 @@ async def test_an_alarm_with_an_unusable_time_or_id_never_blocks_the_car(stack: 
         after_bad = await car.alarm("glass_break")  # the gateway answers the next alarm as ever
         await car.acked(after_bad)
         assert not {"abc\x00defgh", "../../etc/passwd"} & car.acks.keys()
+
+
+# --- the second review's findings (N5, N11, N12) ----------------------------------------------------------
+
+
+async def test_two_first_changes_of_a_car_at_once_both_get_its_one_row(stack: Stack) -> None:
+    # REQ: SEC-3 — review N5: owner and dealer set a car's first mode at the same moment; on PostgreSQL
+    # both find no row and both insert it: the loser must lock the winner's row, not fail with a 500.
+    vid = await vehicle_id(stack, NINE_ELEVEN)
+    async with stack.db.transaction() as session:
+        await session.execute(delete(VehicleSecurity).where(VehicleSecurity.vehicle_id == vid))
+    inserted = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> int:
+        async with stack.db.transaction() as session:
+            revision = await config.bump(session, vid)  # inserts the row, holds it until the commit
+            inserted.set()
+            await release.wait()
+            return revision
+
+    async def second() -> int:
+        async with stack.db.transaction() as session:
+            return await config.bump(session, vid)
+
+    winner = asyncio.create_task(first())
+    await asyncio.wait_for(inserted.wait(), 10)
+    loser = asyncio.create_task(second())
+    await asyncio.sleep(0.3)  # the second unit of work reaches its INSERT (PostgreSQL) or its turn (SQLite)
+    release.set()
+    assert sorted(await asyncio.wait_for(asyncio.gather(winner, loser), 10)) == [1, 2]
+    assert (await security_state(stack, NINE_ELEVEN)).revision == 2
+
+
+async def test_a_report_or_track_point_with_an_unusable_time_is_still_stored(stack: Stack) -> None:
+    # REQ: SEC-1, SEC-4 — review N11: the car's time is believed as an alarm's (alarms.alarm_time).
+    overflowing = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    await tracking_bought(stack, TAYCAN, "tracking")
+    opened = await ingest(stack, TAYCAN, "glass_break", clock.now())
+    assert opened.alarm is not None and alarms.tracking_of(opened.alarm) != "off"
+    before = clock.now()
+    async with stack.db.transaction() as session:
+        vehicle = await garage.vehicle_by_vin(session, TAYCAN)
+        assert vehicle is not None
+        revision = (await config.state_row(session, vehicle.id)).revision
+        report = SecurityReport(revision=revision, package="tracking", at=overflowing)
+        await config.record_report(session, vehicle, report)
+        point = TrackPoint(at=overflowing, location=Position(lat=48.8, lon=9.2))
+        row = await alarms.record_track(session, vehicle, point)
+        assert row is not None
+        await session.flush()  # where an unconvertible time would fail
+    after = clock.now()
+    assert before <= row.at <= after
+    state = await security_state(stack, TAYCAN)
+    assert state.applied_at is not None and before <= state.applied_at <= after
+
+
+async def test_the_gateway_looks_up_only_whole_alarm_ids(stack: Stack, monkeypatch: Any) -> None:
+    # Review N12: `.match` with `$` would pass an id ending in a newline on to the database.
+    handler = handler_of(stack)
+    looked_up: list[str] = []
+
+    async def known(vin: str, alarm_id: str) -> bool:
+        looked_up.append(alarm_id)
+        return False
+
+    monkeypatch.setattr(handler, "_known_alarm", known)
+    for alarm_id in ("abcdefgh\n", "abcdefgh"):
+        await handler._answer_known_alarm(TAYCAN, json.dumps({"id": alarm_id}).encode())
+    assert looked_up == ["abcdefgh"]

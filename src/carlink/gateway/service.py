@@ -228,8 +228,11 @@ class UplinkHandler:
         except ValueError:
             return
         alarm_id = data.get("id") if isinstance(data, dict) else None
-        # Only an id of the protocol's form reaches the database (a NUL would be a DataError there).
-        if isinstance(alarm_id, str) and _ALARM_ID.match(alarm_id) and await self._known_alarm(vin, alarm_id):
+        # Only an id of the protocol's form reaches the database (a NUL would be a DataError there); the
+        # whole id, as pydantic checks it: `.match` would let `$` pass an id ending in a newline.
+        if not isinstance(alarm_id, str) or _ALARM_ID.fullmatch(alarm_id) is None:
+            return
+        if await self._known_alarm(vin, alarm_id):
             metrics.ALARM_DUPLICATES.inc()
             await self._ack_alarm(vin, alarm_id)
 

@@ -9,10 +9,19 @@ from typing import Any, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import BaseModel, ValidationError
 
-from carlink.protocol.messages import Command, Deliveries, Entitlements, SecuritySet
+from carlink.protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    Command,
+    Deliveries,
+    Entitlements,
+    RefusalReason,
+    SecuritySet,
+)
 
 Signed = TypeVar("Signed", Command, Entitlements, Deliveries, SecuritySet)
+Set = TypeVar("Set", bound=BaseModel)
 
 
 def canonical_bytes(payload: dict[str, Any]) -> bytes:
@@ -54,3 +63,30 @@ def verify_command(payload: dict[str, Any], keys: dict[str, Ed25519PublicKey]) -
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def parse_signed_set(payload: bytes, model: type[Set]) -> tuple[Set | None, dict[str, Any]]:
+    """A retained set from the cloud (entitlements, deliveries, security) as the car reads it: the message and
+    the raw object its signature covers, or None for anything malformed (docs/protocol.md, Transport)."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        return None, {}
+    try:
+        raw = json.loads(payload)
+        return model.model_validate(raw), raw
+    except (ValueError, ValidationError):
+        return None, {}
+
+
+def refusal_of_set(
+    raw: dict[str, Any], keys: dict[str, Ed25519PublicKey], *, own_vin: str, held_revision: int
+) -> RefusalReason | None:
+    """Why a car refuses a retained set: not signed by a trusted key, for another car, or not newer than the
+    revision it holds (a replay). None: the car takes it."""
+    if not verify_command(raw, keys):
+        return RefusalReason.BAD_SIGNATURE
+    if raw.get("vin") != own_vin:
+        return RefusalReason.WRONG_VEHICLE
+    revision = raw.get("revision")
+    if not isinstance(revision, int) or revision <= held_revision:
+        return RefusalReason.REPLAYED
+    return None

@@ -3,7 +3,8 @@
 `ordered` when the contract is concluded, `installing` once the car applied a security set naming the
 package, `test_passed` when its test alarm reached the SOC, `active` when a SOC operator confirmed it with the
 customer, `ended` when its contract ends (docs/security.md). The phone number the SOC calls is the buyer's;
-after a change of hands it is cleared (empty) until the new main user gives theirs.
+after a change of hands it is cleared (empty) until the new main user gives theirs. The activation keeps who
+gave the number (`phone_account_id`): their export and erasure take it, not the contract buyer's (PRV-5).
 
 The certificate (SEC-4) is issued with the confirmation: a random number (`CL-` + 10 digits) and a random
 12-character verification code. The code is stored as it is, not hashed: the owner may download the
@@ -41,7 +42,8 @@ CERTIFICATE_DIGITS = 10
 # SEC-4: a verification page must not become an oracle: few wrong pairs per source address per window.
 VERIFY_FAILURES_PER_WINDOW = 10
 VERIFY_WINDOW = dt.timedelta(minutes=10)
-# The car's clock and the cloud's may differ a little: a test alarm this much older than the order counts.
+# The car's clock and the cloud's may differ a little: before the car reported the set, a test alarm this
+# much older than the order counts (after the report any test alarm does: `test_alarm_received`).
 TEST_CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 PACKAGE_RUNNING = "tracking_package_running"
 
@@ -57,12 +59,20 @@ async def live(session: AsyncSession, vehicle_id: int) -> TrackingActivation | N
 
 
 async def order(
-    session: AsyncSession, *, vehicle_id: int, contract_id: int, package: str, phone: str
+    session: AsyncSession,
+    *,
+    vehicle_id: int,
+    contract_id: int,
+    package: str,
+    phone: str,
+    account_id: int | None = None,
 ) -> TrackingActivation:
-    """REQ: SEC-1 — a concluded tracking contract starts its activation. A car has one tracking package at a
-    time: the store refuses a second while one runs (`refuse_while_running`), and the partial unique index
-    guards against a race past that check. Either way this raises `tracking_package_running`, and the
-    caller must roll its unit of work back whole (`store.contracts.conclude` does, and refunds)."""
+    """REQ: SEC-1 — a concluded tracking contract starts its activation with the number `account_id` gave
+    (the buyer, who typed it into the cart); None when no person is known to have given it (PRV-5: no
+    export or erasure then finds the number). A car has one tracking package at a time: the store refuses a
+    second while one runs (`refuse_while_running`), and the partial unique index guards against a race past
+    that check. Either way this raises `tracking_package_running`, and the caller must roll its unit of work
+    back whole (`store.contracts.conclude` does, and refunds)."""
     existing = await session.scalar(
         select(TrackingActivation).where(TrackingActivation.contract_id == contract_id)
     )
@@ -71,7 +81,11 @@ async def order(
     if await live(session, vehicle_id) is not None:
         raise package_running()
     activation = TrackingActivation(
-        vehicle_id=vehicle_id, contract_id=contract_id, package=package, phone=phone
+        vehicle_id=vehicle_id,
+        contract_id=contract_id,
+        package=package,
+        phone=phone,
+        phone_account_id=account_id if phone else None,
     )
     if not await add_unique(session, activation):  # PostgreSQL: another conclusion won the race
         raise package_running()
@@ -118,14 +132,19 @@ async def car_applied(
 async def test_alarm_received(
     session: AsyncSession, vehicle_id: int, at: dt.datetime | None = None
 ) -> TrackingActivation | None:
-    """REQ: SEC-4 — the car's test alarm reached the SOC. It may overtake the car's report of the set.
+    """REQ: SEC-4 — the car's test alarm reached the SOC; None when it does not count.
 
-    `at` is when the car raised it (its own clock): a test alarm from before the activation was ordered
-    belongs to an earlier package (re-sent after an outage) and does not count; None when it did not."""
+    Once the car reported applying this activation's set (`installing`), any test alarm counts, whatever
+    its clock says: the car raises one after that install, and a car whose clock runs behind (a slow RTC, or
+    one reset when the battery was disconnected) would otherwise never pass. Before that report (`ordered`:
+    the alarm may overtake the report), `at` — when the car raised it, by its own clock — tells a re-send of
+    an earlier package's test alarm (after an outage): one raised more than TEST_CLOCK_TOLERANCE before the
+    order does not count."""
     activation = await live(session, vehicle_id)
     if activation is None:
         return None
-    if at is not None and at < activation.ordered_at - TEST_CLOCK_TOLERANCE:
+    ordered = activation.state == ActivationState.ORDERED
+    if ordered and at is not None and at < activation.ordered_at - TEST_CLOCK_TOLERANCE:
         return None
     if activation.state == ActivationState.ORDERED:
         _step(activation, ActivationState.INSTALLING)
@@ -205,13 +224,17 @@ def checked_phone(raw: str | None) -> str:
     return digits
 
 
-async def change_phone(session: AsyncSession, vehicle_id: int, raw: str) -> TrackingActivation:
-    """REQ: SEC-1 — the main user gives the SOC another number (or theirs, after a change of hands)."""
+async def change_phone(
+    session: AsyncSession, vehicle_id: int, raw: str, *, account_id: int
+) -> TrackingActivation:
+    """REQ: SEC-1 — the main user (`account_id`) gives the SOC another number (or theirs, after a change of
+    hands); from now on it is theirs in an export or erasure (PRV-5)."""
     phone = checked_phone(raw)
     activation = await live(session, vehicle_id)
     if activation is None:
         raise Conflict("This car has no tracking package.", code="no_package")
     activation.phone = phone
+    activation.phone_account_id = account_id
     return activation
 
 
@@ -221,6 +244,7 @@ async def forget_phone(session: AsyncSession, vehicle_id: int) -> None:
     activation = await live(session, vehicle_id)
     if activation is not None:
         activation.phone = ""
+        activation.phone_account_id = None
 
 
 async def latest(session: AsyncSession, vehicle_id: int) -> TrackingActivation | None:

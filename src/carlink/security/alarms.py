@@ -88,7 +88,7 @@ async def ingest(
         at=happened,
         received_at=at,
     )
-    _keep_position(record, _located(vehicle, None, signal.location))
+    _keep_position(record, vehicle, _located(vehicle, None, signal.location))
     # Two gateway workers may hold the same re-send (PostgreSQL, shared subscriptions): one stores it.
     if not await add_unique(session, record):
         return IngestOutcome(duplicate=True)
@@ -106,7 +106,7 @@ async def ingest(
         return IngestOutcome(suppressed_by=covered)
     alarm, opened = await _file(session, vehicle, signal, happened, at)
     record.alarm_id = alarm.id
-    _keep_position(record, _located(vehicle, tracking_of(alarm), signal.location))
+    _keep_position(record, vehicle, _case_position(vehicle, alarm, signal.location))
     set_changed = opened and tracking_of(alarm) != "off"
     if set_changed:
         await config.bump(session, vehicle.id)  # the car now tracks for the case
@@ -162,7 +162,7 @@ async def _file(
 def _new_case(
     vehicle: Vehicle, signal: AlarmSignal, happened: dt.datetime, now: dt.datetime, *, without_package: bool
 ) -> Alarm:
-    position = _located(vehicle, None, signal.location)
+    position = None if without_package else _located(vehicle, None, signal.location)
     return Alarm(
         vehicle_id=vehicle.id,
         state=AlarmState.NEW.value,
@@ -178,6 +178,7 @@ def _new_case(
         updated_at=now,
         lat=position.lat if position is not None else None,
         lon=position.lon if position is not None else None,
+        position_privacy=_in_privacy(vehicle, position),
         version=1,
     )
 
@@ -197,9 +198,10 @@ def _merge(
     case.first_at = min(case.first_at, happened)
     if happened >= case.last_at:
         case.last_at = happened
-        position = _located(vehicle, tracking_of(case), signal.location)
-        if position is not None:
+        position = _case_position(vehicle, case, signal.location)
+        if position is not None:  # the flag goes with the position it describes (SEC-1)
             case.lat, case.lon = position.lat, position.lon
+            case.position_privacy = _in_privacy(vehicle, position)
     case.updated_at = now
     case.version += 1
 
@@ -212,9 +214,25 @@ def _located(vehicle: Vehicle, tracking: str | None, location: Position | None) 
     return location
 
 
-def _keep_position(record: AlarmSignalRecord, position: Position | None) -> None:
+def _case_position(vehicle: Vehicle, case: Alarm, location: Position | None) -> Position | None:
+    """REQ: PRV-4 — the position a case and its signals keep: none for a car without a tracking package
+    (the SOC has no mandate to locate it, and the case does without: it is the car's alarm, not its place),
+    otherwise as _located allows."""
+    return None if case.without_package else _located(vehicle, tracking_of(case), location)
+
+
+def _in_privacy(vehicle: Vehicle, position: Position | None) -> bool:
+    """REQ: SEC-1, PRV-4 — whether a kept position was taken under the theft override: the car reported
+    privacy mode on when it came (_located keeps such a position only for a confirmed theft). Stored with
+    the position, so the SOC's page and access log say exactly which positions the override showed, whatever
+    the car's privacy mode is later."""
+    return position is not None and vehicle.privacy_mode
+
+
+def _keep_position(record: AlarmSignalRecord, vehicle: Vehicle, position: Position | None) -> None:
     record.lat = position.lat if position is not None else None
     record.lon = position.lon if position is not None else None
+    record.privacy = _in_privacy(vehicle, position)
 
 
 def after_move(alarm: Alarm, to_state: str, now: dt.datetime) -> None:
@@ -236,7 +254,7 @@ async def record_track(session: AsyncSession, vehicle: Vehicle, point: TrackPoin
     row = TrackPointRecord(
         vehicle_id=vehicle.id,
         alarm_id=case.id,
-        at=point.at,
+        at=alarm_time(point.at, clock.now()),  # a time that cannot be stored loses no point (as alarms)
         lat=point.location.lat,
         lon=point.location.lon,
         heading=point.location.heading,

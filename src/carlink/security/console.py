@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -156,8 +157,9 @@ async def welcome_rows(request: Request) -> Response:
 @router.get("/soc/alarms/stream", response_class=StreamingResponse)
 async def alarm_stream(request: Request) -> Response:
     """Server-sent events of the live queue: `alarm` (a case opened, merged or moved) and `activation`
-    (a car's test alarm came). A comment every 15 s keeps proxies from closing a quiet stream; before each
-    one the viewer's session and `soc` role are checked again, and the stream ends when either is gone."""
+    (a car's test alarm came). A comment every 15 s keeps proxies from closing a quiet stream. Every 15 s
+    by the clock, whether events flow or not (an alarm storm never lets the queue go quiet), the viewer's
+    session and `soc` role are checked again, and the stream ends when either is gone (issue 7, point 5)."""
     platform = platform_of(request)
     async with platform.db.transaction() as session:
         if await _soc(request, session) is None:
@@ -166,14 +168,21 @@ async def alarm_stream(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         async with platform.hub.listen(alarms.SOC_CHANNEL) as events:
             yield b"retry: 2000\n\n"  # sent once listening: from here on no event is missed
+            check_at = time.monotonic() + KEEP_ALIVE_SECONDS
+            quiet = True  # no event since the last check
             while not await request.is_disconnected():
-                try:
-                    event = await asyncio.wait_for(events.get(), timeout=KEEP_ALIVE_SECONDS)
-                except TimeoutError:
+                if time.monotonic() >= check_at:
                     if not await _still_soc(request):
                         return
-                    yield b": keep-alive\n\n"
+                    check_at = time.monotonic() + KEEP_ALIVE_SECONDS
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=check_at - time.monotonic())
+                except TimeoutError:  # time to check; a comment keeps proxies from closing a quiet stream
+                    if quiet:
+                        yield b": keep-alive\n\n"
+                    quiet = True
                     continue
+                quiet = False
                 data = json.dumps(event, default=str)
                 yield f"event: {event.get('type', 'alarm')}\ndata: {data}\n\n".encode()
 
@@ -258,11 +267,12 @@ async def move_case(
     version: str = Form(""),
     state: str = Form(""),
     severity: str = Form(""),
-    signals: str = Form(""),
+    triggers: str = Form(""),
     note: str = Form(""),
     csrf_token: str = Form(""),
 ) -> Response:
-    """One step of the workflow, from what the operator saw: version, state, severity, alarms (soc.move)."""
+    """One step of the workflow, from what the operator saw: version, state, severity, the number of kinds of
+    trigger (soc.move)."""
     platform = platform_of(request)
     caller = await _form_soc(request, csrf_token)
     number = form_number(alarm_id)
@@ -275,7 +285,7 @@ async def move_case(
                 expected_version=form_number(version),
                 seen_state=state[:24] or None,
                 seen_severity=form_number(severity) if severity else None,
-                seen_signals=form_number(signals) if signals else None,
+                seen_triggers=form_number(triggers) if triggers else None,
                 account_id=caller.account.id,
                 note=note,
             )

@@ -39,7 +39,9 @@ class DriverCard(Base):
 class TrackingActivation(Base):
     """A tracking package bought for a car, from the order to the certificate (SEC-1, SEC-4).
 
-    One per contract; a car has at most one that has not ended. `phone` is the number the SOC calls.
+    One per contract; a car has at most one that has not ended. `phone` is the number the SOC calls, and
+    `phone_account_id` the ID that gave it — the buyer, or after a change of hands the new main user — so
+    the number is that person's in their export and erasure (PRV-5), not the contract buyer's.
     """
 
     __tablename__ = "tracking_activations"
@@ -58,6 +60,9 @@ class TrackingActivation(Base):
     contract_id: Mapped[int] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"), unique=True)
     package: Mapped[str] = mapped_column(String(16))  # tracking | tracking-plus
     phone: Mapped[str] = mapped_column(String(20))
+    phone_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True, default=None
+    )
     state: Mapped[str] = mapped_column(String(16), default="ordered")  # security.rules.ActivationState
     ordered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     installing_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -140,6 +145,9 @@ class Alarm(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lat: Mapped[float | None] = mapped_column(default=None)
     lon: Mapped[float | None] = mapped_column(default=None)
+    # `lat`/`lon` were taken while the car was in privacy mode, for a confirmed theft (SEC-1, PRV-4): the
+    # SOC's page says so and its access log marks the view as a privacy override.
+    position_privacy: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     version: Mapped[int] = mapped_column(default=1)
     closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
@@ -173,6 +181,8 @@ class AlarmSignalRecord(Base):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     lat: Mapped[float | None] = mapped_column(default=None)
     lon: Mapped[float | None] = mapped_column(default=None)
+    # The position was kept while the car was in privacy mode, for a confirmed theft (SEC-1, PRV-4).
+    privacy: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # A mode in force covered the trigger (SEC-3): kept, but no case was opened.
     suppressed_by: Mapped[str | None] = mapped_column(String(16), default=None)
 

@@ -53,14 +53,22 @@ async def set_mode(
 ) -> SecurityModePeriod:
     """REQ: SEC-3 — puts the car into service or transport mode for `hours`; a mode in force is replaced
     (ended now), so the car never holds two. Raises `invalid_mode` / `invalid_mode_duration`."""
-    at = now or clock.now()
-    until = mode_until(kind, hours, at)  # validates before anything changes
+    mode_until(kind, hours, now or clock.now())  # validates before anything changes
     # The car's security row lock first: two setters at once (owner and dealer) serialise here, and the
-    # second sees and ends the first one's mode, so two modes are never in force.
+    # second ends whatever the first left running, so two modes are never in force. The time is read
+    # after the lock, so the second setter's mode starts after the first one's.
     await config.state_row(session, vehicle_id)
-    current = await in_force(session, vehicle_id, at)
-    if current is not None:
-        current.ended_at = at
+    at = now or clock.now()
+    until = mode_until(kind, hours, at)
+    running = await session.scalars(
+        select(SecurityModePeriod).where(
+            SecurityModePeriod.vehicle_id == vehicle_id,
+            SecurityModePeriod.ended_at.is_(None),
+            SecurityModePeriod.until > at,
+        )
+    )
+    for current in running:
+        current.ended_at = max(at, current.starts_at)
     period = SecurityModePeriod(
         vehicle_id=vehicle_id, kind=kind, starts_at=at, until=until, set_by=account_id, partner_id=partner_id
     )

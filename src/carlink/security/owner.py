@@ -114,7 +114,7 @@ async def owner_entry(session: AsyncSession, account: Account, vin: str) -> Gara
 async def change_phone(session: AsyncSession, account: Account, vin: str, phone: str) -> TrackingActivation:
     """REQ: SEC-1 — the main user gives the SOC another number."""
     entry = await owner_entry(session, account, vin)
-    return await activations.change_phone(session, entry.vehicle.id, phone)
+    return await activations.change_phone(session, entry.vehicle.id, phone, account_id=account.id)
 
 
 async def set_mode(session: AsyncSession, account: Account, vin: str, kind: str, hours: int) -> int:

@@ -13,6 +13,7 @@ has no mandate for its customer: no name, no number, no tracking (PRV-4).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,7 +36,6 @@ from carlink.security.models import (
     TrackPointRecord,
 )
 from carlink.security.rules import CALL_OUTCOMES, TRANSITIONS, AlarmState, check_move
-from carlink.store.models import Contract
 
 QUEUE_LIMIT = 200
 # A theft tracked every 30 s for days is thousands of points; the map draws the latest ones.
@@ -46,6 +46,9 @@ NOTE_LIMIT = 500
 OPEN_CASES = text("alarms.state <> 'closed'")
 # Moves that end a case: decided only on every alarm the operator saw (see move).
 CLOSING = frozenset({AlarmState.FALSE_ALARM, AlarmState.CLOSED})
+# A number in the call log: an emergency number (112) up to a full international one (E.164: 15 digits).
+DIALLED_DIGITS = (3, 15)
+_DIALLED = re.compile(r"\+?[0-9][0-9 \-]*")
 
 
 # --- who may look -------------------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ class CaseView:
     model: str
     # False for a case of a car without a tracking package (alarm.without_package): no customer is shown.
     mandate: bool
-    customer_name: str
+    customer_name: str | None  # None: the car has no main user (customer_name)
     phone: str  # the activation's SOC number; empty when the car has none (the page says "no number")
     package: str | None
     track: list[TrackPointRecord]  # oldest first
@@ -147,20 +150,17 @@ async def _alarm(session: AsyncSession, alarm_id: int) -> Alarm:
     return found
 
 
-async def customer_name(session: AsyncSession, vehicle_id: int, activation: TrackingActivation | None) -> str:
-    """The car's main user, whom the SOC asks for on the phone; the package's buyer if nobody is."""
-    name = await session.scalar(
+async def customer_name(session: AsyncSession, vehicle_id: int) -> str | None:
+    """The car's main user, whom the SOC asks for on the phone; None when the car has none (the page says
+    "no main user"). Never the package's buyer: after a change of hands that is the former owner, whom the
+    SOC must not call about the car (PRV-5)."""
+    found = await session.execute(
         select(Account.display_name)
         .join(VehicleUser, VehicleUser.account_id == Account.id)
         .where(VehicleUser.vehicle_id == vehicle_id, VehicleUser.role == "main")
     )
-    if name is None and activation is not None:
-        name = await session.scalar(
-            select(Account.display_name)
-            .join(Contract, Contract.buyer_account_id == Account.id)
-            .where(Contract.id == activation.contract_id)
-        )
-    return name or ""
+    row = found.first()
+    return None if row is None else row[0] or ""
 
 
 async def view_case(session: AsyncSession, alarm_id: int, viewer_account_id: int) -> CaseView:
@@ -181,13 +181,13 @@ async def view_case(session: AsyncSession, alarm_id: int, viewer_account_id: int
         )
     )
     track_override = any(point.privacy for point in track)
-    position_override = _position_override(alarm, vehicle, events)
+    position_override = _position_override(alarm)
     view = CaseView(
         alarm=alarm,
         vehicle=vehicle,
         model=model_name(vehicle),
         mandate=mandate,
-        customer_name=await customer_name(session, vehicle.id, activation) if mandate else "",
+        customer_name=await customer_name(session, vehicle.id) if mandate else None,
         phone=activation.phone if activation is not None else "",
         package=activation.package if activation is not None else None,
         track=track,
@@ -218,17 +218,12 @@ async def view_case(session: AsyncSession, alarm_id: int, viewer_account_id: int
     return view
 
 
-def _position_override(alarm: Alarm, vehicle: Vehicle, events: list[AlarmEvent]) -> bool:
-    """Whether the case's own position may have been taken only because of the theft override (SEC-1).
-
-    The case does not store whether its position was taken in privacy mode. alarms.ingest keeps a
-    privacy-mode position only after the theft was confirmed, so this holds when the car is in privacy mode
-    now and the case was confirmed a theft. It errs towards marking the access log (a position taken before
-    the owner switched privacy mode on also counts), never towards leaving a privacy-mode position unmarked
-    while the car is still in privacy mode."""
-    shown = alarm.lat is not None and alarm.lon is not None
-    theft = any(event.to_state == AlarmState.THEFT_CONFIRMED for event in events)
-    return shown and vehicle.privacy_mode and theft and not alarm.without_package
+def _position_override(alarm: Alarm) -> bool:
+    """REQ: SEC-1 — whether the case's own position is shown only because of the theft override: it was
+    taken while the car was in privacy mode (alarms.ingest stores that with the position, and keeps such a
+    position only for a confirmed theft). Not the car's privacy mode now: a position taken before the owner
+    switched it on is no override, and one taken under it stays one after it is switched off."""
+    return alarm.position_privacy and alarm.lat is not None and alarm.lon is not None
 
 
 async def _track(session: AsyncSession, alarm_id: int) -> list[TrackPointRecord]:
@@ -266,18 +261,19 @@ async def move(
     note: str = "",
     seen_state: str | None = None,
     seen_severity: int | None = None,
-    seen_signals: int | None = None,
+    seen_triggers: int | None = None,
     now: dt.datetime | None = None,
 ) -> Moved:
     """Moves a case along the workflow (rules.TRANSITIONS), never over another operator's move and never
     on evidence the operator did not see.
 
-    The form carries what the page showed: version, state, severity and the number of alarms. The same
-    version always goes ahead. A newer one means another move or the car's further alarms merged since: a
-    car storming hundreds of alarms a minute must not make its case impossible to move, so a merge alone
-    does not refuse the move — unless it changed what the decision rests on (`409 alarm_changed`): the
-    state moved on, the severity rose, or, for a move that ends the case (false alarm, close), any alarm
-    came that the operator has not seen. The check is the UPDATE's WHERE (`_still_as_seen`), so it holds
+    The form carries what the page showed: version, state, severity and the number of distinct triggers.
+    The same version always goes ahead. A newer one means another move or the car's further alarms merged
+    since: a car storming hundreds of alarms a minute must not make its case impossible to move, not even
+    to close it, so a merge alone does not refuse the move — unless it changed what the decision rests on
+    (`409 alarm_changed`): the state moved on, the severity rose, or, for a move that ends the case (false
+    alarm, close), a kind of trigger came that the page did not show. More of the same trigger (the wind
+    tilting the car again) is no new evidence. The check is the UPDATE's WHERE (`_still_as_seen`), so it holds
     against a merge or a move committed a moment before, and on PostgreSQL it is evaluated again on the row
     a concurrent merge committed: a move racing a merge is refused only when the merge changed something
     that matters."""
@@ -289,7 +285,7 @@ async def move(
         raise _changed(alarm)  # plainly stale: said before the workflow's own refusals
     from_state = alarm.state
     target = check_move(from_state, to_state)  # 409 alarm_transition, 400 invalid_alarm_state
-    seen = _still_as_seen(target, expected_version, seen_state, seen_severity, seen_signals)
+    seen = _still_as_seen(target, expected_version, seen_state, seen_severity, seen_triggers)
     tracked_before = alarms.tracking_of(alarm)
     at = now or utcnow()
     # An UPDATE answers with a cursor result: its rowcount tells whether the case was still as seen.
@@ -331,19 +327,22 @@ def _still_as_seen(
     version: int,
     state: str | None,
     severity: int | None,
-    signals: int | None,
+    triggers: int | None,
 ) -> ColumnElement[bool]:
     """REQ: SEC-1 — the case is still as the operator saw it, as far as the move is concerned: the same
     version, or only alarms merged since that change nothing the decision rests on (see move). Without
-    the page's state and severity (an older form) only the same version counts."""
+    the page's state and severity (an older form) only the same version counts.
+
+    A case's triggers only grow, each kind once (alarms._merge), so "no kind the page did not show" is "no
+    more kinds than the page showed": `json_array_length`, which SQLite and PostgreSQL (`json`) both have."""
     same = Alarm.version == version
     if state is None or severity is None:
         return same
     merged_only = and_(Alarm.state == state, Alarm.severity <= severity)
     if target in CLOSING:
-        if signals is None:
+        if triggers is None:
             return same
-        merged_only = and_(merged_only, Alarm.signals == signals)
+        merged_only = and_(merged_only, func.json_array_length(Alarm.triggers) <= triggers)
     return or_(same, merged_only)
 
 
@@ -364,7 +363,7 @@ async def log_call(
     """Records a call about a case (SEC-1: the SOC calls the number the customer gave when buying). The
     number defaults to the activation's (none for a car without a package: no mandate); any other number
     (the police station, a relative) is typed in, checked and normalised like every number the platform
-    takes."""
+    takes (dialled_number)."""
     await require_soc(session, account_id)
     alarm = await _alarm(session, alarm_id)
     if outcome not in CALL_OUTCOMES:
@@ -372,8 +371,7 @@ async def log_call(
             f"the outcome of a call is one of: {', '.join(CALL_OUTCOMES)}", code="invalid_call_outcome"
         )
     if number.strip():
-        # One rule for phone numbers, the store's (activations.checked_phone): 422 invalid_phone.
-        number = activations.checked_phone(number)
+        number = dialled_number(number)
     elif not alarm.without_package:  # the number the customer gave, checked when they gave it
         activation = await activations.live(session, alarm.vehicle_id)
         number = activation.phone if activation is not None else ""
@@ -393,6 +391,23 @@ async def log_call(
     return call
 
 
+def dialled_number(raw: str) -> str:
+    """REQ: SEC-1 — a number the SOC dialled, for its call log: a record of the call, not a number the SOC
+    will call back, so short emergency and police numbers (110, 112, 17, 911) count — 3 to 15 digits, an
+    optional `+`, spaces and dashes; normalised like activations.checked_phone, which stays the rule for the
+    numbers customers give. 422 invalid_phone otherwise."""
+    text = raw.strip()
+    digits = re.sub(r"[ \-]", "", text)
+    low, high = DIALLED_DIGITS
+    if not _DIALLED.fullmatch(text) or not low <= len(digits.lstrip("+")) <= high:
+        raise CarlinkError(
+            f"Please give the number you dialled, {low} to {high} digits, like 110 or +49 711 555 0100.",
+            code="invalid_phone",
+            status=422,
+        )
+    return digits
+
+
 # --- welcome calls of new activations (SEC-4) --------------------------------------------------------------
 
 
@@ -403,7 +418,7 @@ class WelcomeCall:
     activation: TrackingActivation
     vin: str
     model: str
-    customer_name: str
+    customer_name: str | None  # None: the car has no main user
 
 
 async def welcome_calls(session: AsyncSession, viewer_account_id: int) -> list[WelcomeCall]:
@@ -419,7 +434,7 @@ async def welcome_calls(session: AsyncSession, viewer_account_id: int) -> list[W
                 activation,
                 vehicle.vin,
                 model_name(vehicle),
-                await customer_name(session, vehicle.id, activation),
+                await customer_name(session, vehicle.id),
             )
         )
         session.add(SocAccess(account_id=viewer_account_id, vehicle_id=vehicle.id, what="activation"))

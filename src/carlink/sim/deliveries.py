@@ -19,19 +19,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
 
 from carlink.protocol.catalogue import Engine
 from carlink.protocol.messages import (
-    MAX_MESSAGE_BYTES,
     Deliveries,
     DeliveryItem,
     DeliveryReport,
     DeliveryReportState,
-    RefusalReason,
 )
 from carlink.protocol.packages import PackageRefused, parse_targets
-from carlink.protocol.signing import verify_command
+from carlink.protocol.signing import parse_signed_set, refusal_of_set
 from carlink.sim.packages import PackageClient
 from carlink.sim.state import CarState
 
@@ -124,7 +121,7 @@ class DeliveryUnit:
     def receive(self, payload: bytes) -> bool:
         """Takes a message from down/deliveries; True when it holds a new revision now. Anything not signed
         by the cloud for this car, or not newer than what it holds, is ignored (and recorded)."""
-        message, raw = _parse(payload)
+        message, raw = parse_signed_set(payload, Deliveries)
         if message is None:
             self.refused.append((0, "MALFORMED"))
             return False
@@ -132,7 +129,7 @@ class DeliveryUnit:
             # The retained message again (every reconnect), or the same revision sent once more by another
             # cloud process (publishing is at least once): nothing new.
             return False
-        refusal = self._check(message, raw)
+        refusal = refusal_of_set(raw, self.keys, own_vin=self.vin, held_revision=self.revision)
         if refusal is not None:
             self.refused.append((message.revision, refusal.value))
             log.warning("car %s refused deliveries revision %s: %s", self.vin, message.revision, refusal)
@@ -148,15 +145,6 @@ class DeliveryUnit:
                 held[item.id] = known
         self.held = held
         return True
-
-    def _check(self, message: Deliveries, raw: dict[str, Any]) -> RefusalReason | None:
-        if not verify_command(raw, self.keys):
-            return RefusalReason.BAD_SIGNATURE
-        if message.vin != self.vin:
-            return RefusalReason.WRONG_VEHICLE
-        if message.revision <= self.revision:
-            return RefusalReason.REPLAYED
-        return None
 
     # --- time and the person ---------------------------------------------------------------------------
 
@@ -341,14 +329,3 @@ def _progress(packages: PackageClient, name: str) -> tuple[int | None, int | Non
     except (OSError, ValueError, PackageRefused):
         length = None
     return have, length
-
-
-def _parse(payload: bytes) -> tuple[Deliveries | None, dict[str, Any]]:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        return None, {}
-    try:
-        raw = json.loads(payload)
-        message = Deliveries.model_validate(raw)
-    except (ValueError, ValidationError):
-        return None, {}
-    return message, raw

@@ -8,22 +8,18 @@ restart while online; services that left the set, or whose term has passed by th
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
 
 from carlink.protocol.messages import (
-    MAX_MESSAGE_BYTES,
     Entitlement,
     EntitlementReport,
     Entitlements,
-    RefusalReason,
 )
-from carlink.protocol.signing import verify_command
+from carlink.protocol.signing import parse_signed_set, refusal_of_set
 
 log = logging.getLogger("carlink.sim")
 
@@ -59,7 +55,7 @@ class CarEntitlements:
             return False
         if message.revision == self.revision and message.sig == self._signature:
             return False  # the retained message again, delivered on every (re)connect
-        refusal = self._check(message, raw)
+        refusal = refusal_of_set(raw, self.keys, own_vin=self.vin, held_revision=self.revision)
         if refusal is not None:
             self.refused.append((message.revision, refusal.value))
             log.warning("car %s refused entitlements revision %s: %s", self.vin, message.revision, refusal)
@@ -95,15 +91,6 @@ class CarEntitlements:
     def report(self, now: dt.datetime) -> EntitlementReport:
         return EntitlementReport(revision=self.applied_revision, services=sorted(self.applied), at=now)
 
-    def _check(self, message: Entitlements, raw: dict[str, Any]) -> RefusalReason | None:
-        if not verify_command(raw, self.keys):
-            return RefusalReason.BAD_SIGNATURE
-        if message.vin != self.vin:
-            return RefusalReason.WRONG_VEHICLE
-        if message.revision <= self.revision:
-            return RefusalReason.REPLAYED
-        return None
-
     def _end_expired(self, now: dt.datetime) -> None:
         self.held = _current(self.held.values(), now)
         self.applied = {code: e for code, e in self.applied.items() if code in self.held}
@@ -118,12 +105,8 @@ class CarEntitlements:
 
 
 def _parse(payload: bytes) -> tuple[Entitlements | None, dict[str, Any]]:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        return None, {}
-    try:
-        raw = json.loads(payload)
-        message = Entitlements.model_validate(raw)
-    except (ValueError, ValidationError):
+    message, raw = parse_signed_set(payload, Entitlements)
+    if message is None:
         return None, {}
     times = [message.issued_at, *(e.until for e in message.entitlements)]
     if any(moment.tzinfo is None for moment in times):

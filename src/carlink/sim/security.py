@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import uuid
@@ -21,19 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from carlink.protocol.messages import (
-    MAX_MESSAGE_BYTES,
     AlarmAck,
     AlarmSignal,
     AlarmTrigger,
     Position,
-    RefusalReason,
     SecurityMode,
     SecurityReport,
     SecuritySet,
     TrackingKind,
     TrackPoint,
 )
-from carlink.protocol.signing import verify_command
+from carlink.protocol.signing import parse_signed_set, refusal_of_set
 
 log = logging.getLogger("carlink.sim")
 
@@ -128,22 +125,13 @@ class SecurityUnit:
             return False
         if message.revision == self.revision:
             return False
-        refusal = self._check(message, raw)
+        refusal = refusal_of_set(raw, self.keys, own_vin=self.vin, held_revision=self.revision)
         if refusal is not None:
             self.refused.append((message.revision, refusal.value))
             log.warning("car %s refused security set revision %s: %s", self.vin, message.revision, refusal)
             return False
         self._apply(message, now)
         return True
-
-    def _check(self, message: SecuritySet, raw: dict[str, Any]) -> RefusalReason | None:
-        if not verify_command(raw, self.keys):
-            return RefusalReason.BAD_SIGNATURE
-        if message.vin != self.vin:
-            return RefusalReason.WRONG_VEHICLE
-        if message.revision < self.revision:
-            return RefusalReason.REPLAYED
-        return None
 
     def _apply(self, message: SecuritySet, now: dt.datetime) -> None:
         installed = message.package is not None and (
@@ -288,13 +276,7 @@ class SecurityUnit:
 
 
 def _parse(payload: bytes) -> tuple[SecuritySet | None, dict[str, Any]]:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        return None, {}
-    try:
-        raw = json.loads(payload)
-        message = SecuritySet.model_validate(raw)
-    except (ValueError, ValidationError):
-        return None, {}
-    if message.issued_at.tzinfo is None:
+    message, raw = parse_signed_set(payload, SecuritySet)
+    if message is None or message.issued_at.tzinfo is None:
         return None, {}  # the protocol's times carry an offset; a naive one cannot be compared
     return message, raw

@@ -76,7 +76,9 @@ async def apply_charge(platform: Platform, order_id: int, result: ChargeResult) 
     if result.status == ChargeStatus.SUCCEEDED:
         order = await conclude(platform, order_id, result)
         if order.state != OrderState.CONFIRMED:  # it gave up meanwhile: the money must not stay with us
-            order = await refund_order(platform, order_id, result, reason="order_not_concluded")
+            # The buyer is told why: the car got its one tracking package meanwhile, or it gave up.
+            reason = order.failure_code if order.failure_code == activations.PACKAGE_RUNNING else None
+            order = await refund_order(platform, order_id, result, reason=reason or "order_not_concluded")
         return order
     async with platform.db.transaction() as session:
         order = await _locked_order(session, order_id)
@@ -213,6 +215,7 @@ async def _start_activations(session: AsyncSession, order: Order, contracts: lis
                 contract_id=contract.id,
                 package=contract.service_code,
                 phone=phones.get(contract.service_code, ""),
+                account_id=order.account_id,  # PRV-5: the buyer typed the number into the cart
             )
             started = True
     return started

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("updated_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("lat", sa.Double(), nullable=True),
         sa.Column("lon", sa.Double(), nullable=True),
+        sa.Column("position_privacy", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("closed_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -171,6 +172,7 @@ def upgrade() -> None:
         sa.Column("received_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("lat", sa.Double(), nullable=True),
         sa.Column("lon", sa.Double(), nullable=True),
+        sa.Column("privacy", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("suppressed_by", sa.String(length=16), nullable=True),
         sa.ForeignKeyConstraint(
             ["alarm_id"], ["alarms.id"], name=op.f("fk_alarm_signals_alarm_id_alarms"), ondelete="CASCADE"
@@ -252,6 +254,7 @@ def upgrade() -> None:
         sa.Column("contract_id", sa.Integer(), nullable=False),
         sa.Column("package", sa.String(length=16), nullable=False),
         sa.Column("phone", sa.String(length=20), nullable=False),
+        sa.Column("phone_account_id", sa.Integer(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("ordered_at", carlink.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("installing_at", carlink.db.base.UTCDateTime(timezone=True), nullable=True),
@@ -274,6 +277,12 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
+            ["phone_account_id"],
+            ["accounts.id"],
+            name=op.f("fk_tracking_activations_phone_account_id_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
             ["vehicle_id"],
             ["vehicles.id"],
             name=op.f("fk_tracking_activations_vehicle_id_vehicles"),
@@ -284,6 +293,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("contract_id", name=op.f("uq_tracking_activations_contract_id")),
     )
     with op.batch_alter_table("tracking_activations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_tracking_activations_phone_account_id"), ["phone_account_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_tracking_activations_vehicle_id"), ["vehicle_id"], unique=False)
         batch_op.create_index(
             "uq_tracking_activations_live_vehicle",
@@ -311,6 +323,7 @@ def downgrade() -> None:
             postgresql_where=sa.text("ended_at IS NULL"),
         )
         batch_op.drop_index(batch_op.f("ix_tracking_activations_vehicle_id"))
+        batch_op.drop_index(batch_op.f("ix_tracking_activations_phone_account_id"))
 
     op.drop_table("tracking_activations")
     with op.batch_alter_table("track_points", schema=None) as batch_op:
