@@ -3,11 +3,12 @@ user's chosen partner decides, answered by the database in one query per questio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.demo import world
 from carlink.garage import service as garage
@@ -23,20 +24,22 @@ from tests.support.stack import NINE_ELEVEN, PANAMERA, TAYCAN, Stack
 NEW_CAR = make_vin("WP0", "ZZZ95", "M", "S", 400777)
 
 
-@contextmanager
-def statements(stack: Stack) -> Iterator[list[str]]:
-    """The SQL statements sent to the database inside the block."""
+@asynccontextmanager
+async def statements(session: AsyncSession) -> AsyncIterator[list[str]]:
+    """The SQL statements this session sends inside the block (the stack's jobs role queries the same
+    database meanwhile, on its own connections)."""
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    engine = stack.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
+    connection = (await session.connection()).sync_connection
+    assert connection is not None
+    event.listen(connection, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        event.remove(connection, "before_cursor_execute", count)
 
 
 async def _scene(stack: Stack) -> None:
@@ -164,7 +167,7 @@ async def test_each_dealer_question_is_one_query(stack: Stack) -> None:
             dealers.serves_vehicle(session, berlin, nine_eleven.id),
             dealers.serves_customer(session, berlin, owner),
         ):
-            with statements(stack) as seen:
+            async with statements(session) as seen:
                 assert await question
             assert len(seen) == 1, seen
 
