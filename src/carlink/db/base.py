@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.exc import IntegrityError
@@ -135,3 +135,23 @@ async def add_unique(session: AsyncSession, row: Base) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+Row = TypeVar("Row", bound=Base)
+
+
+async def locked_row(session: AsyncSession, model: type[Row], key: int) -> Row:
+    """The row of `model` with this primary key, created at first use, locked for this unit of work.
+
+    Two first uses at once (say a mode set while an order concludes) both find no row: both insert it
+    through add_unique, the loser keeps its unit of work, and both then lock the one row — no
+    IntegrityError, no 500. Used by the per-car revision rows of the retained sets."""
+    row = await session.get(model, key, with_for_update=True)
+    if row is not None:
+        return row
+    column = str(model.__mapper__.primary_key[0].key)
+    await add_unique(session, model(**{column: key}))
+    row = await session.get(model, key, with_for_update=True, populate_existing=True)
+    if row is None:  # deleted meanwhile (the car went, ON DELETE CASCADE)
+        raise RuntimeError(f"{model.__tablename__} {key}: the row vanished")
+    return row

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.clock import clock
-from carlink.db.base import add_unique
+from carlink.db.base import locked_row
 from carlink.garage.models import Vehicle
 from carlink.platform import Platform
 from carlink.protocol.messages import SecurityReport, SecuritySet
@@ -29,19 +29,8 @@ MAX_DRIVER_CARDS = 64  # docs/protocol.md "Car security"
 
 
 async def state_row(session: AsyncSession, vehicle_id: int) -> VehicleSecurity:
-    """The car's row, locked for this unit of work (created at the first change).
-
-    Two first changes at once (owner and dealer set a mode, an order concludes while an alarm opens a case)
-    both find no row: both insert it through add_unique, the loser keeps its unit of work, and both then
-    lock the one row — no IntegrityError, no 500."""
-    row = await session.get(VehicleSecurity, vehicle_id, with_for_update=True)
-    if row is not None:
-        return row
-    await add_unique(session, VehicleSecurity(vehicle_id=vehicle_id))
-    row = await session.get(VehicleSecurity, vehicle_id, with_for_update=True, populate_existing=True)
-    if row is None:  # the car was deleted meanwhile; its row goes with it (ON DELETE CASCADE)
-        raise RuntimeError(f"vehicle {vehicle_id}: its security row vanished")
-    return row
+    """The car's row, locked for this unit of work (created at the first change, race-safe)."""
+    return await locked_row(session, VehicleSecurity, vehicle_id)
 
 
 async def bump(session: AsyncSession, vehicle_id: int) -> int:

@@ -12,7 +12,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.db.base import utcnow
+from carlink.db.base import locked_row, utcnow
 from carlink.garage.models import Vehicle
 from carlink.platform import Platform
 from carlink.protocol.messages import Entitlement, EntitlementReport, Entitlements
@@ -28,12 +28,7 @@ KINDS: dict[str, Literal["data_package", "function"]] = {
 
 
 async def _row(session: AsyncSession, vehicle_id: int) -> VehicleEntitlements:
-    row = await session.get(VehicleEntitlements, vehicle_id, with_for_update=True)
-    if row is None:
-        row = VehicleEntitlements(vehicle_id=vehicle_id)
-        session.add(row)
-        await session.flush()
-    return row
+    return await locked_row(session, VehicleEntitlements, vehicle_id)
 
 
 async def bump(session: AsyncSession, vehicle_id: int) -> int:
