@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 COMPAT := .compat/ppc-0.2.9 .compat/ppc-0.2.7
 
-.PHONY: demo test lint install compat-clients browser check
+.PHONY: demo test lint install catalogs compat-clients browser check
 
 $(BIN)/carlink: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,13 @@ $(BIN)/carlink: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The portal's translations are compiled by the build (carlink.i18n); `make catalogs` brings new texts from
+# the code into every language's catalogue, for the translators.
 install: $(BIN)/carlink
+	$(BIN)/python tools/catalogs.py compile
+
+catalogs: install
+	$(BIN)/python tools/catalogs.py update
 
 demo: install
 	$(BIN)/carlink demo

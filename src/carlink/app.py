@@ -23,7 +23,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from carlink import __version__
+from carlink import __version__, i18n
+from carlink.i18n import N_, _
 from carlink.catalog.seed import ensure_catalogue
 from carlink.compat import api as compat_api
 from carlink.db.base import Database
@@ -240,6 +241,14 @@ def create_app(
     return app
 
 
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+HTTP_MESSAGES = {
+    "not_found": N_("there is no such page"),
+    "method_not_allowed": N_("this address does not take that kind of request"),
+    "payload_too_large": N_("the request is too large"),
+}
+
+
 def error_body(code: str, message: str) -> dict[str, object]:
     return {"error": {"code": code, "message": message}}
 
@@ -267,29 +276,27 @@ def _install_handlers(app: FastAPI) -> None:
         problems = error.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             return JSONResponse(
-                error_body("invalid_json", "the request body is not valid JSON"), status_code=400
+                error_body("invalid_json", _("the request body is not valid JSON")), status_code=400
             )
         details = [
             {"field": ".".join(str(part) for part in p.get("loc", ())[1:]), "problem": p.get("msg", "")}
             for p in problems
         ]
-        body = error_body("invalid_request", "the request does not have the expected fields")
+        body = error_body("invalid_request", _("the request does not have the expected fields"))
         body["error"]["details"] = details  # type: ignore[index]
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        code = codes.get(error.status_code, "http_error")
+        code = HTTP_CODES.get(error.status_code, "http_error")
         if request.url.path.startswith("/app/"):
             return compat_api.compat_error(
                 CarlinkError(str(error.detail), code=code, status=error.status_code)
             )
+        refusal = CarlinkError(HTTP_MESSAGES.get(code, str(error.detail)), code=code, status=error.status_code)
         if _wants_html(request):
-            return pages.error_page(
-                request, CarlinkError(str(error.detail), code=code, status=error.status_code)
-            )
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
+            return pages.error_page(request, refusal)
+        return JSONResponse(error_body(code, refusal.message), status_code=error.status_code)
 
     @app.exception_handler(DBAPIError)
     async def database_refused(request: Request, error: DBAPIError) -> Response:
@@ -298,7 +305,7 @@ def _install_handlers(app: FastAPI) -> None:
         # Text the database cannot keep (a NUL character, which PostgreSQL refuses, say) is the caller's
         # input, not our failure; the unit of work was rolled back, so nothing of it was written.
         log.info("refused input the database cannot store on %s %s", request.method, request.url.path)
-        refusal = CarlinkError("the request holds characters that cannot be stored", code="invalid_input")
+        refusal = CarlinkError(N_("the request holds characters that cannot be stored"), code="invalid_input")
         if _wants_html(request):
             return pages.error_page(request, refusal)
         return JSONResponse(error_body(refusal.code, refusal.message), status_code=400)
@@ -306,7 +313,7 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "something went wrong on our side"), status_code=500)
+        return JSONResponse(error_body("internal_error", _("something went wrong on our side")), status_code=500)
 
 
 def _is_data_exception(error: DBAPIError) -> bool:
@@ -330,7 +337,7 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy"
 
 class EdgeGuard:
     """Pure ASGI (cheaper than a BaseHTTPMiddleware on every request): caps request bodies (declared or
-    streamed), adds the security headers, and treats repeated slashes as one, since older community clients
+    streamed), adds the security headers, sets the request's language from the browser's, and treats repeated slashes as one, since older community clients
     send /app//connect/... (reference doc §1)."""
 
     def __init__(self, app: Any) -> None:
@@ -345,6 +352,8 @@ class EdgeGuard:
             path = re.sub("/{2,}", "/", path)
             scope = dict(scope, path=path, raw_path=path.encode())
         headers = dict(scope.get("headers") or [])
+        # The browser's language until a signed-in person's profile says otherwise (identity.access).
+        i18n.use(i18n.negotiate(headers.get(b"accept-language", b"").decode("latin-1")))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             await _too_large(send)
@@ -386,7 +395,10 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(send: Any) -> None:
     body = json.dumps(
-        error_body("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        error_body(
+            "payload_too_large",
+            _("request bodies are limited to %(limit)s bytes", limit=MAX_BODY_BYTES),
+        )
     )
     await send(
         {

@@ -15,15 +15,15 @@ from pathlib import Path
 import aiomqtt
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from carlink.sim.car import SimulatedCar
 from carlink.sim.fleet import Fleet
 from carlink.sim.security import SENSORS
+from carlink.web.templating import portal_templates
 
 HERE = Path(__file__).parent
-TEMPLATES = Jinja2Templates(directory=[str(HERE / "templates"), str(HERE.parent / "web" / "templates")])
+TEMPLATES = portal_templates(HERE / "templates")
 PAIRING_MESSAGES = {
     None: "Linked: the car now shows your ID's services.",
     "NO_DATA_CONNECTION": (

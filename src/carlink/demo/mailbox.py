@@ -19,13 +19,13 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from carlink.clock import clock
+from carlink.web.templating import portal_templates
 from carlink.errors import NotFound
 
 HERE = Path(__file__).parent
-TEMPLATES = Jinja2Templates(directory=[str(HERE / "templates"), str(HERE.parent / "web" / "templates")])
+TEMPLATES = portal_templates(HERE / "templates")
 # The pages list the newest mails; the .eml files keep all of them.
 KEPT_IN_MEMORY = 500
 

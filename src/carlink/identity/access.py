@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.errors import Forbidden, Unauthorised
 from carlink.identity.models import Account, WebSession
 from carlink.identity.service import web_session_account
@@ -42,6 +43,7 @@ async def bearer_caller(request: Request, session: AsyncSession) -> Caller | Non
     account = await session.get(Account, int(claims["sub"]))
     if account is None or account.deleted_at is not None:
         raise Unauthorised("this ID no longer exists", code="invalid_token")
+    i18n.use(account.locale)
     return Caller(account=account, client_id=str(claims.get("client_id", "")))
 
 
@@ -53,6 +55,7 @@ async def cookie_caller(request: Request, session: AsyncSession) -> Caller | Non
     if found is None:
         return None
     account, web_session = found
+    i18n.use(account.locale)
     return Caller(account=account, web_session=web_session)
 
 

@@ -31,6 +31,8 @@ CODE_SECONDS = 120
 class OAuthError(CarlinkError):
     """An RFC 6749 error: rendered as {"error": code, "error_description": message}."""
 
+    message_position = 2
+
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message, code=code, status=status)
 

@@ -16,7 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.errors import CarlinkError, Unauthorised, vehicle_not_found
+from carlink.i18n import N_
 from carlink.garage import service as garage
 from carlink.garage.service import GarageEntry
 from carlink.identity import service as identity
@@ -58,7 +60,11 @@ COMMAND_LABELS = {
 # For the page and its script, keyed by the plain type name a command row and the event stream carry.
 LABELS_BY_TYPE = {kind.value: text for kind, text in COMMAND_LABELS.items()}
 ERROR_TITLES = {404: "Not found", 403: "Not allowed", 423: "Locked for now", 429: "Please wait a moment"}
-ACCOUNT_NOTICES = {"password": "Your password is changed.", "pin": "Your security PIN is set."}
+ACCOUNT_NOTICES = {
+    "password": N_("Your password is changed."),
+    "pin": N_("Your security PIN is set."),
+    "language": N_("The language is changed."),
+}
 DELETED_NOTICE = (
     "Your ID is deleted. You are signed out everywhere, and we have sent you a confirmation by email."
 )
@@ -406,6 +412,17 @@ async def change_password(
         except CarlinkError as error:
             return _account_page(request, caller, status=_form_status(error), password_error=error.message)
     return RedirectResponse("/account?done=password", status_code=303)
+
+
+@router.post("/account/language", response_model=None)
+async def set_language(request: Request, language: str = Form(""), csrf_token: str = Form("")) -> Response:
+    """The language of the portal and of carlink's mails for this ID; before it is set, the browser's."""
+    async with platform_of(request).db.transaction() as session:
+        caller = await _signed_in(request, session, csrf_token)
+        if language not in i18n.LANGUAGES:
+            raise CarlinkError("choose one of the languages listed", code="unsupported_language")
+        caller.account.locale = language
+    return RedirectResponse("/account?done=language", status_code=303)
 
 
 @router.post("/account/pin", response_model=None)
