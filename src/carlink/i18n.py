@@ -69,7 +69,17 @@ DOMAINS: dict[str, tuple[str, ...]] = {
 # messages are part of the maker's wire contract and stay as the clients know them), the mails (one template
 # per language in notify/templates), the demo's stand-ins for the car's screen and a mailbox, and the command
 # line.
-NOT_TRANSLATED = ("sim/", "protocol/", "compat/", "gateway/", "demo/", "cli.py")
+NOT_TRANSLATED = (
+    "sim/",
+    "protocol/",
+    "compat/",
+    "gateway/",
+    "demo/",
+    "db/migrations/",
+    "cli.py",
+    "fod/cli.py",
+    "privacy/cli.py",
+)
 
 _language: ContextVar[str] = ContextVar("carlink_language", default=DEFAULT_LANGUAGE)
 
