@@ -50,6 +50,7 @@ TRIGGER = "glass_break"
 # The baseline's payload has about the size of an AlarmSignal with a location.
 BASELINE_BYTES = 200
 console = rc.console
+SOC_EMAIL = "soc@example.com"  # the demo SOC operator (carlink.demo.world.SOC_OPERATOR)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -209,7 +210,7 @@ async def _run(args: argparse.Namespace, alarms: int, result: dict[str, Any], ph
         result["online_s"] = round(time.monotonic() - connected, 1)
 
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            await sign_in_soc(http)
+            await rc.portal_sign_in(http, SOC_EMAIL)
             measured = await measure(args, http, alarmer, alarm_vins, broker_url, secret, phase)
         result.update(measured)
         result["stored"] = await stored_alarms(database_url, alarm_vins)
@@ -229,24 +230,6 @@ async def _run(args: argparse.Namespace, alarms: int, result: dict[str, Any], ph
                 raise rc.SetupFailed(
                     f"the {child.name} process died ({child.process.returncode}):\n{child.tail()}"
                 )
-
-
-async def sign_in_soc(http: httpx.AsyncClient) -> None:
-    """The demo SOC operator signs in through the portal's form, as in a browser."""
-    import re
-
-    from carlink.demo import world
-
-    form = await http.get("/signin")
-    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
-    if token is None:
-        raise rc.SetupFailed(f"no sign-in form at /signin ({form.status_code})")
-    response = await http.post(
-        "/signin",
-        data={"email": world.SOC_OPERATOR, "password": world.PASSWORD, "login_token": token.group(1)},
-    )
-    if response.status_code != 303:
-        raise rc.SetupFailed(f"the SOC operator could not sign in ({response.status_code})")
 
 
 class Arrivals:

@@ -709,6 +709,23 @@ def _mosquitto_version(binary: str) -> str:
     return ""
 
 
+async def portal_sign_in(http: httpx.AsyncClient, email: str) -> None:
+    """A demo person signs in through the portal's form, as in a browser; the client keeps the cookie."""
+    import re
+
+    from carlink.demo import world
+
+    form = await http.get("/signin")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    if token is None:
+        raise SetupFailed(f"no sign-in form at /signin ({form.status_code})")
+    response = await http.post(
+        "/signin", data={"email": email, "password": world.PASSWORD, "login_token": token.group(1)}
+    )
+    if response.status_code != 303:
+        raise SetupFailed(f"{email} could not sign in ({response.status_code})")
+
+
 async def wait_ready(service: Child, base_url: str, timeout: float) -> None:
     """The service answers /ready (database reachable, gateway connected to the broker)."""
     deadline = time.monotonic() + timeout

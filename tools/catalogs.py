@@ -169,10 +169,7 @@ def problems() -> list[str]:
                 message = catalog.get(key)
                 where = f"{text.location[0]}:{text.location[1]}"
                 strings = message.string if message else None
-                if isinstance(strings, (list, tuple)):
-                    missing = not all(strings)
-                else:
-                    missing = not strings
+                missing = not all(strings) if isinstance(strings, (list, tuple)) else not strings
                 if message is None or missing or message.fuzzy:
                     found.append(f"{language}/{domain}.po has no translation of {key!r} ({where})")
             for message, errors in catalog.check():

@@ -24,9 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from carlink import __version__, i18n
-from carlink.i18n import N_, _
 from carlink.catalog.seed import ensure_catalogue
 from carlink.compat import api as compat_api
+from carlink.connectivity import api as connectivity_api
+from carlink.connectivity import pages as connectivity_pages
 from carlink.db.base import Database
 from carlink.db.migrate import upgrade
 from carlink.errors import CarlinkError
@@ -40,6 +41,10 @@ from carlink.fod.service import ensure_keys
 from carlink.garage import api as garage_api
 from carlink.gateway.link import CloudLink
 from carlink.gateway.service import UplinkHandler
+from carlink.help import api as help_api
+from carlink.help import pages as help_pages
+from carlink.help.service import ensure_help_articles
+from carlink.i18n import N_, _
 from carlink.identity import api as identity_api
 from carlink.identity import oidc
 from carlink.identity import registration as identity_registration
@@ -94,6 +99,7 @@ async def start_platform(platform: Platform, *, migrate: bool = True) -> list[as
                 await ensure_keys(session)  # signed data packages (issue 6)
                 await functions.ensure_function_packages(session, settings)
                 await ensure_policy(session)
+                await ensure_help_articles(session)  # the help centre's articles (HLP-1)
             break
         except IntegrityError:
             if attempt:
@@ -200,6 +206,10 @@ def create_app(
         security_api.router,
         security_pages.router,
         soc_console.router,
+        help_api.router,
+        help_pages.router,
+        connectivity_api.router,
+        connectivity_pages.router,
     ):
         app.include_router(router)
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.
@@ -293,7 +303,9 @@ def _install_handlers(app: FastAPI) -> None:
             return compat_api.compat_error(
                 CarlinkError(str(error.detail), code=code, status=error.status_code)
             )
-        refusal = CarlinkError(HTTP_MESSAGES.get(code, str(error.detail)), code=code, status=error.status_code)
+        refusal = CarlinkError(
+            HTTP_MESSAGES.get(code, str(error.detail)), code=code, status=error.status_code
+        )
         if _wants_html(request):
             return pages.error_page(request, refusal)
         return JSONResponse(error_body(code, refusal.message), status_code=error.status_code)
@@ -311,9 +323,13 @@ def _install_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(refusal.code, refusal.message), status_code=400)
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", _("something went wrong on our side")), status_code=500)
+        failure = CarlinkError(N_("something went wrong on our side"), code="internal_error", status=500)
+        if _wants_html(request):
+            with contextlib.suppress(Exception):  # the page itself must not be the next failure
+                return pages.error_page(request, failure)
+        return JSONResponse(error_body(failure.code, failure.message), status_code=500)
 
 
 def _is_data_exception(error: DBAPIError) -> bool:
@@ -337,8 +353,8 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy"
 
 class EdgeGuard:
     """Pure ASGI (cheaper than a BaseHTTPMiddleware on every request): caps request bodies (declared or
-    streamed), adds the security headers, sets the request's language from the browser's, and treats repeated slashes as one, since older community clients
-    send /app//connect/... (reference doc §1)."""
+    streamed), adds the security headers, sets the request's language from the browser's, and treats
+    repeated slashes as one, since older community clients send /app//connect/... (reference doc §1)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

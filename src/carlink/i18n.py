@@ -135,21 +135,36 @@ def babel_locale(language: str | None = None) -> str:
 
 
 @cache
-def translations(language: str) -> Translations:
-    """All domains of `language` merged into one catalogue; English is the texts as written."""
+def translations(language: str, domain: str | None = None) -> Translations:
+    """`domain`'s catalogue of `language`, falling back to all domains merged (the same English text can
+    mean different things in two parts of the platform: a template's own domain is asked first). Without a
+    domain, the merged catalogue. English is the texts as written."""
+    if domain is not None:
+        own = _load(language, domain) or Translations()
+        own.add_fallback(translations(language))
+        return own
     merged = Translations()
-    if language == DEFAULT_LANGUAGE:
-        return merged
-    folder = LOCALE_DIR / language / "LC_MESSAGES"
-    for domain in DOMAINS:
-        po, mo = folder / f"{domain}.po", folder / f"{domain}.mo"
-        if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
-            with mo.open("rb") as compiled:
-                merged.merge(Translations(compiled, domain=domain))
-        elif po.exists():
-            # Not compiled yet (a checkout without `make install`): compile in memory.
-            merged.merge(Translations(BytesIO(compile_po(po)), domain=domain))
+    for name in DOMAINS if language != DEFAULT_LANGUAGE else ():
+        loaded = _load(language, name)
+        if loaded is not None:
+            merged.merge(loaded)
+            # The language's plural rule (Japanese has one form), from its catalogue's Plural-Forms header.
+            merged.plural = loaded.plural
     return merged
+
+
+def _load(language: str, domain: str) -> Translations | None:
+    if language == DEFAULT_LANGUAGE:
+        return None
+    po = LOCALE_DIR / language / "LC_MESSAGES" / f"{domain}.po"
+    mo = po.with_suffix(".mo")
+    if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
+        with mo.open("rb") as compiled:
+            return Translations(compiled, domain=domain)
+    if po.exists():
+        # Not compiled yet (a checkout without `make install`): compile in memory.
+        return Translations(BytesIO(compile_po(po)), domain=domain)
+    return None
 
 
 def compile_po(po: Path) -> bytes:
@@ -171,7 +186,7 @@ def ngettext(singular: str, plural: str, count: int, **values: Any) -> str:
     return text % {"num": count, **values}
 
 
-def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "mark, translate later"
+def N_(message: str) -> str:
     return message
 
 

@@ -76,7 +76,8 @@ async def test_a_dealer_records_a_sale_and_the_buyer_registers_from_the_mail(
     await buyer.screenshot(path=SCREENSHOTS / "register-from-invitation.png", full_page=True)
     await buyer.get_by_role("button", name="Create my ID").click()
     await expect(buyer).to_have_url(f"{stack.base_url}/vehicles/{VIN}")
-    await buyer.get_by_role("link", name="My vehicles").first.click()
+    # The mail went out in German (the Stuttgart dealer's default), and the new ID speaks the mail's language.
+    await buyer.get_by_role("link", name="Meine Fahrzeuge").first.click()
     await expect(buyer.locator(f'[data-vin="{VIN}"]')).to_be_visible()
 
     # The dealer now finds the buyer among the customers, with the consent given at registration.

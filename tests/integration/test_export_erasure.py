@@ -331,7 +331,7 @@ async def test_export_holds_renewals_mails_to_the_address_unlinked_sales_and_rem
     assert command["finished_at"] is not None
     assert "SIGNATURE-NEVER-EXPORTED" not in raw and "secret-param" not in raw and "challenge" not in raw
     summary = archive.read("summary.html").decode()
-    assert "43.21 EUR" in summary and number in summary and "Remote commands" in summary
+    assert "€43.21" in summary and number in summary and "Remote commands" in summary
     await owner.aclose()
 
 

@@ -41,6 +41,7 @@ class Stack:
     broker: Any
     http: httpx.AsyncClient
     tokens: dict[str, str] = field(default_factory=dict)
+    app: Any = None  # the FastAPI application, for tests that walk its routes
 
     @property
     def db(self) -> Database:
@@ -155,7 +156,7 @@ async def running_stack(
         fleet = Fleet(manifest)
         await fleet.start()
         async with httpx.AsyncClient(base_url=settings.base_url, timeout=30) as http:
-            stack = Stack(settings, platform, settings.base_url, fleet, broker, http)
+            stack = Stack(settings, platform, settings.base_url, fleet, broker, http, app=app)
             await wait_until_online(stack, vins)
             yield stack
     finally:

@@ -53,7 +53,9 @@ def wire_status(error: CarlinkError) -> int:
 def compat_error(error: CarlinkError) -> JSONResponse:
     return JSONResponse(
         # The maker's wire contract speaks English whatever the caller's language (str() is the English text).
-        {"error": error.code, "message": str(error)}, status_code=wire_status(error), headers=error.headers
+        {"error": error.code, "message": str(error)},
+        status_code=wire_status(error),
+        headers=error.headers,
     )
 
 

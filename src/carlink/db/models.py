@@ -3,6 +3,7 @@
 from carlink.catalog import models as catalog_models
 from carlink.fod import models as fod_models
 from carlink.garage import models as garage_models
+from carlink.help import models as help_models
 from carlink.identity import models as identity_models
 from carlink.incar import models as incar_models
 from carlink.notify import models as notify_models
@@ -18,6 +19,7 @@ __all__ = [
     "catalog_models",
     "fod_models",
     "garage_models",
+    "help_models",
     "identity_models",
     "incar_models",
     "notify_models",

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from carlink.clock import clock
-from carlink.web.templating import portal_templates
 from carlink.errors import NotFound
+from carlink.web.templating import portal_templates
 
 HERE = Path(__file__).parent
 TEMPLATES = portal_templates(HERE / "templates")

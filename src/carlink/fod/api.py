@@ -101,7 +101,9 @@ async def package_file(request: Request, name: str) -> PackageFileResponse:
     except OSError:
         found = None
     if found is None or not stat.S_ISREG(found.st_mode):
-        raise NotFound(f"the file of package {name!r} is missing on the server", code="package_file_missing")
+        raise NotFound(
+            "the file of package %(name)r is missing on the server", code="package_file_missing", name=name
+        )
     return PackageFileResponse(
         row.stored_path,
         stat_result=found,

@@ -31,6 +31,7 @@ from carlink.fod import service as packages
 from carlink.fod.models import Delivery, FunctionOrder, MetadataVersion
 from carlink.fod.rules import CAMPAIGN_MOVES, CampaignState, DeliveryState
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.protocol.catalogue import CATALOGUE
@@ -40,14 +41,15 @@ from carlink.store.portal import form_number, form_status, render, see_other, st
 router = APIRouter(include_in_schema=False)
 MOVES = {"pause": CampaignState.PAUSED, "resume": CampaignState.RUNNING, "cancel": CampaignState.CANCELLED}
 LATEST_ORDERS = 50
+# Shown translated by the templates: {{ _(notices[done]) }}.
 NOTICES = {
-    "package": "The package is stored and a new targets version is signed.",
-    "package_unchanged": "The package was already stored with these bytes: nothing new was signed.",
-    "rotated": "The key is rotated: a new root version lists the new key.",
-    "created": "The campaign is created; its first wave went out to the cars with online updates on.",
-    "paused": "The campaign is paused.",
-    "running": "The campaign runs again.",
-    "cancelled": "The campaign is cancelled; updates not yet installing are withdrawn from the cars.",
+    "package": N_("The package is stored and a new targets version is signed."),
+    "package_unchanged": N_("The package was already stored with these bytes: nothing new was signed."),
+    "rotated": N_("The key is rotated: a new root version lists the new key."),
+    "created": N_("The campaign is created; its first wave went out to the cars with online updates on."),
+    "paused": N_("The campaign is paused."),
+    "running": N_("The campaign runs again."),
+    "cancelled": N_("The campaign is cancelled; updates not yet installing are withdrawn from the cars."),
 }
 
 

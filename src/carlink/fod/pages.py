@@ -82,7 +82,14 @@ async def _refused(
     """The page again with the reason, in a unit of work of its own (the refused one was rolled back)."""
     async with platform_of(request).db.transaction() as session:
         return await _page(
-            request, session, caller, vin, status=form_status(error), error=error.message, **context
+            request,
+            session,
+            caller,
+            vin,
+            status=form_status(error),
+            error=error.message,
+            error_code=error.code,
+            **context,
         )
 
 

@@ -84,7 +84,11 @@ CAMPAIGN_MOVES: dict[CampaignState, frozenset[CampaignState]] = {
 def require_campaign_move(current: str, target: CampaignState) -> None:
     if target not in CAMPAIGN_MOVES[CampaignState(current)]:
         raise CarlinkError(
-            f"A {current} campaign cannot become {target.value}.", code="campaign_state", status=409
+            "A %(current)s campaign cannot become %(target)s.",
+            code="campaign_state",
+            status=409,
+            current=current,
+            target=target.value,
         )
 
 
@@ -93,7 +97,10 @@ def version_of(text: str) -> Version:
         return Version(text)
     except InvalidVersion:
         raise CarlinkError(
-            f"{text[:40]!r} is not a software version such as 2.1.0", code="invalid_version", status=422
+            "%(text)r is not a software version such as 2.1.0",
+            code="invalid_version",
+            status=422,
+            text=text[:40],
         ) from None
 
 

@@ -71,7 +71,9 @@ def _new_key(role: str) -> PackageKey:
 def private_key(row: PackageKey) -> Ed25519PrivateKey:
     loaded = serialization.load_pem_private_key(row.private_key.encode(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
-        raise CarlinkError(f"package key {row.keyid} is not an Ed25519 key", code="package_key_invalid")
+        raise CarlinkError(
+            "package key %(keyid)s is not an Ed25519 key", code="package_key_invalid", keyid=row.keyid
+        )
     return loaded
 
 
@@ -120,7 +122,9 @@ async def root_version(session: AsyncSession, version: int) -> MetadataVersion:
         select(MetadataVersion).where(MetadataVersion.role == ROOT, MetadataVersion.version == version)
     )
     if found is None:
-        raise NotFound(f"there is no root version {version}", code="package_metadata_not_found")
+        raise NotFound(
+            "there is no root version %(version)s", code="package_metadata_not_found", version=version
+        )
     return found
 
 
@@ -196,7 +200,9 @@ async def rotate_key(session: AsyncSession, role: str) -> PackageKey:
     targets: root version n+1 lists the new targets key, then targets version m+1 is signed by it.
     """
     if role not in ROLES:
-        raise CarlinkError(f"unknown key role {role!r}; use root or targets", code="invalid_key_role")
+        raise CarlinkError(
+            "unknown key role %(role)r; use root or targets", code="invalid_key_role", role=role
+        )
     await ensure_keys(session)
     now = clock.now()
     old = await active_keys(session, role)
@@ -263,7 +269,7 @@ def check_name(name: str) -> str:
 def _store_blob(folder: str, source: bytes | Path) -> tuple[Path, str, int]:
     """Copies the bytes to <folder>/<sha256[:2]>/<sha256> (atomically) and returns path, hash, length."""
     if isinstance(source, Path) and not source.is_file():
-        raise CarlinkError(f"no file at {source}", code="package_file_missing")
+        raise CarlinkError("no file at %(source)s", code="package_file_missing", source=str(source))
     package_dir = Path(folder).resolve()
     package_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -355,5 +361,5 @@ async def list_packages(session: AsyncSession) -> list[PackageFile]:
 async def package_file(session: AsyncSession, name: str) -> PackageFile:
     row: PackageFile | None = await session.scalar(select(PackageFile).where(PackageFile.name == name))
     if row is None:
-        raise NotFound(f"no package named {name!r}", code="package_not_found")
+        raise NotFound("no package named %(name)r", code="package_not_found", name=name)
     return row

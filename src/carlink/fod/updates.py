@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,7 @@ from carlink.fod.rules import (
 )
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_
 from carlink.identity.models import Account
 from carlink.platform import Platform
 from carlink.privacy import service as privacy
@@ -130,25 +132,30 @@ class CampaignInput:
 
 
 def _check(data: CampaignInput) -> None:
-    def bad(message: str, code: str = "invalid_campaign") -> CarlinkError:
-        return CarlinkError(message, code=code, status=422)
+    def bad(message: str, code: str = "invalid_campaign", **values: Any) -> CarlinkError:
+        # The messages are marked with N_ where they are written (tools/catalogs.py extracts them there).
+        return CarlinkError(message, code=code, status=422, **values)
 
     if not data.name.strip() or len(data.name) > 120:
-        raise bad("A campaign needs a name of at most 120 characters.")
+        raise bad(N_("A campaign needs a name of at most 120 characters."))
     model = next((m for m in CATALOGUE if m.key == data.model_key), None)
     if model is None:
-        raise bad(f"There is no model {data.model_key[:40]!r}.", "unknown_model")
+        raise bad(N_("There is no model %(model)r."), "unknown_model", model=data.model_key[:40])
     codes = {variant.code for variant in model.variants}
     unknown = [code for code in data.variants if code not in codes]
     if unknown:
         raise bad(
-            f"The {model.line} {model.generation} has no variant {unknown[0][:20]!r}.", "unknown_variant"
+            N_("The %(line)s %(generation)s has no variant %(variant)r."),
+            "unknown_variant",
+            line=model.line,
+            generation=model.generation,
+            variant=unknown[0][:20],
         )
     low, high, target = (version_of(v) for v in (data.version_from, data.version_below, data.to_version))
     if not low < high:
-        raise bad("The version range is empty: 'from' must be below 'below'.", "invalid_version_range")
+        raise bad(N_("The version range is empty: 'from' must be below 'below'."), "invalid_version_range")
     if target < high:
-        raise bad("The new version must not be below the range it updates.", "invalid_version_range")
+        raise bad(N_("The new version must not be below the range it updates."), "invalid_version_range")
     waves = data.waves
     if (
         not 1 <= len(waves) <= MAX_WAVES
@@ -156,12 +163,12 @@ def _check(data: CampaignInput) -> None:
         or any(not a < b for a, b in zip([0, *waves], waves, strict=False))
     ):
         raise bad(
-            "Waves are rising percentages of the cars that end at 100, for example 10, 50, 100.",
+            N_("Waves are rising percentages of the cars that end at 100, for example 10, 50, 100."),
             "invalid_waves",
         )
     for value in (data.success_threshold, data.error_threshold):
         if not 1 <= value <= 100:
-            raise bad("Thresholds are percentages from 1 to 100.", "invalid_threshold")
+            raise bad(N_("Thresholds are percentages from 1 to 100."), "invalid_threshold")
 
 
 async def _matching(session: AsyncSession, campaign: UpdateCampaign | CampaignInput) -> list[tuple[int, str]]:

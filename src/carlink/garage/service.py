@@ -67,9 +67,12 @@ async def register_vehicle(
     # A model year runs at most one calendar year ahead.
     if model_year < first or model_year > min(last or 9999, utcnow().year + 1):
         raise CarlinkError(
-            f"{model.line} {model.generation} was not built in {model_year}", code="invalid_year"
+            "%(model)s was not built in %(year)s",
+            code="invalid_year",
+            model=f"{model.line} {model.generation}",
+            year=model_year,
         )
-    taken = Conflict(f"vehicle {vin} is registered already", code="vehicle_exists")
+    taken = Conflict("vehicle %(vin)s is registered already", code="vehicle_exists", vin=vin)
     if await session.scalar(select(Vehicle.id).where(Vehicle.vin == vin)) is not None:
         raise taken
     vehicle = Vehicle(

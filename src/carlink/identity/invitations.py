@@ -22,6 +22,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, TooManyRequests
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_
 from carlink.identity import service as identity
 from carlink.identity.models import Account, Invitation, InvitationRequest
 from carlink.notify import service as notify
@@ -34,7 +35,7 @@ LANGUAGES = ("en", "de", "ja")
 EXPIRED = "invitation_expired"
 USED = "invitation_used"
 # REQ: ACC-4 — the same sentence whether or not the address is invited.
-RESEND_ANSWER = (
+RESEND_ANSWER = N_(
     "If this address has an invitation waiting, a new registration mail is on its way. Look in your spam "
     "folder too. No mail within a few minutes? Ask your dealer."
 )
@@ -104,7 +105,9 @@ def _checked_model(model_key: str, variant_code: str) -> ModelProfile:
         model.variant(variant_code)
     except KeyError:
         raise CarlinkError(
-            f"choose a variant of the {model.line} {model.generation} from the list", code="invalid_variant"
+            "choose a variant of the %(model)s from the list",
+            code="invalid_variant",
+            model=f"{model.line} {model.generation}",
         ) from None
     return model
 
@@ -144,9 +147,10 @@ async def record_sale(
         # A used car changes owner only through a dealer that serves it, or once its owner has removed it
         # from their profile (ACC-6); to any other dealer it is as unknown as a VIN that does not exist.
         raise NotFound(
-            f"no vehicle {vin} among the cars you serve; its owner removes it from their profile first, or "
+            "no vehicle %(vin)s among the cars you serve; its owner removes it from their profile first, or "
             "the dealer who serves it records the sale",
             code="vehicle_not_found",
+            vin=vin,
         )
     if vehicle is None and not entered.model_year:
         raise CarlinkError("enter the car's model year", code="invalid_year")
@@ -165,8 +169,10 @@ async def record_sale(
         await recalls.match_new_vehicle(session, vehicle)  # PAR-3: open campaigns that affect it
     elif vehicle.model_key != model.key:
         raise Conflict(
-            f"{vin} is registered as a {profile(vehicle.model_key).line}; check the VIN and the model",
+            "%(vin)s is registered as a %(model)s; check the VIN and the model",
             code="vehicle_mismatch",
+            vin=vin,
+            model=profile(vehicle.model_key).line,
         )
     # Before anything is written: a refusal keeps what the unit of work wrote.
     if await _recent_same_sale(session, partner.id, vehicle.id, email):
@@ -254,12 +260,21 @@ async def give_car(
 
 async def _tell_those_who_left(session: AsyncSession, vehicle: Vehicle, account_ids: list[int]) -> None:
     for account_id in account_ids:
+        person = await session.get(Account, account_id)
+        language = person.locale if person is not None else None
         await notify.notify(
             session,
             account_id=account_id,
             kind="vehicle_left",
-            title=f"{vehicle_name(vehicle)} ({vehicle.vin}) has a new owner and has left your profile",
-            body="The car was sold. Its remaining contracts stay with the car for the new owner.",
+            title=notify.text_in(
+                language,
+                N_("%(car)s (%(vin)s) has a new owner and has left your profile"),
+                car=vehicle_name(vehicle),
+                vin=vehicle.vin,
+            ),
+            body=notify.text_in(
+                language, N_("The car was sold. Its remaining contracts stay with the car for the new owner.")
+            ),
             dedupe_key=f"vehicle-{vehicle.id}-left-{account_id}-{utcnow().isoformat()}",
         )
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError
+from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity import tokens
 from carlink.identity.access import (
@@ -74,7 +75,7 @@ async def userinfo(request: Request) -> dict[str, Any]:
 
 
 def _oauth_error(request: Request, message: str) -> HTMLResponse:
-    return page(request, "message.html", status=400, title="Sign-in request not valid", message=message)
+    return page(request, "message.html", status=400, title=_("Sign-in request not valid"), message=_(message))
 
 
 @router.get("/authorize", response_model=None)
@@ -92,7 +93,7 @@ async def authorize(
     client = tokens.CLIENTS.get(client_id)
     if client is None or redirect_uri not in client.redirect_uris:
         # Never redirect to an unregistered URI: show the error here.
-        return _oauth_error(request, "unknown client or redirect URI")
+        return _oauth_error(request, N_("unknown client or redirect URI"))
     if response_type != "code":
         return _redirect_with(redirect_uri, {"error": "unsupported_response_type", "state": state})
     if code_challenge is not None and (code_challenge_method or "plain") != "S256":
@@ -183,7 +184,9 @@ async def identifier_submit(
         elif await captcha_needed(session, platform.settings, client_address(request), username):
             image, transaction.captcha_token = new_captcha(secret)
             message = (
-                "Type the characters in the picture." if not captcha else "Those characters were not right."
+                _("Type the characters in the picture.")
+                if not captcha
+                else _("Those characters were not right.")
             )
             return page(
                 request,
@@ -301,9 +304,7 @@ async def token(
             elif grant_type == "refresh_token":
                 body = await tokens.use_refresh_token(session, platform.tokens, refresh_token, client_id)
             else:
-                raise tokens.OAuthError(
-                    "unsupported_grant_type", f"grant type {grant_type!r} is not supported"
-                )
+                raise tokens.OAuthError("unsupported_grant_type", "this grant type is not supported")
     except tokens.OAuthError as error:
         return JSONResponse(
             {"error": error.code, "error_description": error.message},

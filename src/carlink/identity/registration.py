@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.errors import CarlinkError
+from carlink.i18n import N_, _
 from carlink.identity import invitations
 from carlink.identity import service as identity
 from carlink.identity.access import platform_of
@@ -30,7 +31,7 @@ HOME = "/vehicles"
 # Double-submit token of the registration forms, as on the sign-in form: a registration signs the browser in,
 # so another site must not be able to post one into this browser (login CSRF).
 FORM_COOKIE = "carlink_register"
-STALE_FORM = "This form is out of date; please try again."
+STALE_FORM = N_("This form is out of date; please try again.")
 
 
 def _form_token(request: Request) -> str:
@@ -95,7 +96,7 @@ async def resend(request: Request, email: str = Form("")) -> Response:
         response = _resend_page(request, status=form_status(error), error=error.message, email=email)
         response.headers.update(error.headers)
         return response
-    return _resend_page(request, notice=invitations.RESEND_ANSWER)
+    return _resend_page(request, notice=_(invitations.RESEND_ANSWER))
 
 
 # --- self-registration (ACC-3) -----------------------------------------------------------------------------

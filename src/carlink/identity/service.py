@@ -64,7 +64,9 @@ def normalise_email(raw: str) -> str:
 
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise CarlinkError(f"a password needs at least {MIN_PASSWORD} characters", code="weak_password")
+        raise CarlinkError(
+            "a password needs at least %(count)s characters", code="weak_password", count=MIN_PASSWORD
+        )
     if len(password) > 256:
         raise CarlinkError("a password has at most 256 characters", code="weak_password")
 
@@ -154,12 +156,15 @@ async def authenticate(
         wait = int((account.login_locked_until - now).total_seconds()) + 1
         if account.login_failures >= settings.login_failures_before_lock:
             error: CarlinkError = Locked(
-                f"this ID is locked after repeated wrong passwords; try again in {wait // 60 + 1} minutes",
+                "this ID is locked after repeated wrong passwords; try again in %(minutes)s minutes",
                 code="account_locked",
+                minutes=wait // 60 + 1,
             )
             error.headers["Retry-After"] = str(wait)
             raise error
-        raise TooManyRequests(f"wait {wait} seconds before the next try", retry_after=wait, code="slow_down")
+        raise TooManyRequests(
+            "wait %(seconds)s seconds before the next try", retry_after=wait, code="slow_down", seconds=wait
+        )
     if account is None or not await check_secret(account.password_hash, password):
         session.add(LoginFailure(source=source, at=now))
         if account is not None:
@@ -307,7 +312,7 @@ async def grant_staff_role(
     session: AsyncSession, account: Account, role: str, *, partner_id: int | None = None
 ) -> StaffRole:
     if role not in STAFF_ROLES:
-        raise CarlinkError(f"unknown staff role {role!r}", code="invalid_role")
+        raise CarlinkError('unknown staff role "%(role)s"', code="invalid_role", role=role)
     if (role == DEALER) != (partner_id is not None):
         raise CarlinkError("a dealer works for exactly one partner", code="invalid_role")
     found = await staff_role(session, account, role)

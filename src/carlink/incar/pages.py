@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.errors import CarlinkError
+from carlink.i18n import N_, _
 from carlink.identity.access import Caller, platform_of
 from carlink.incar import rules, service
 from carlink.store.portal import current_caller, form_caller, form_status, render, see_other, to_signin
@@ -17,9 +20,9 @@ from carlink.store.portal import current_caller, form_caller, form_status, rende
 router = APIRouter(include_in_schema=False)
 
 KIND_TITLES = {
-    rules.FAVOURITES: "Favourites",
-    rules.RADIO_STATIONS: "Radio stations",
-    rules.WEATHER_PLACES: "Weather places",
+    rules.FAVOURITES: N_("Favourites"),
+    rules.RADIO_STATIONS: N_("Radio stations"),
+    rules.WEATHER_PLACES: N_("Weather places"),
 }
 
 
@@ -27,18 +30,26 @@ async def _page(
     request: Request, session: AsyncSession, caller: Caller, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     account_id = caller.account.id
+    profile = await service.profile_of(session, account_id)
+    temperature = profile.climate_temperature_c
     return render(
         request,
         "incar/settings.html",
         caller,
         status=status,
         section="account",
-        profile=await service.profile_of(session, account_id),
+        profile=profile,
+        # One decimal, as the car sets it in half degrees: 21.5 / 21,5.
+        climate_temperature=(
+            None
+            if temperature is None
+            else format_decimal(temperature, format="0.0", locale=i18n.babel_locale())
+        ),
         profile_updated_at=await service.profile_updated_at(session, account_id),
         services=await service.service_settings(session, account_id),
         limits=rules.SERVICE_LIMITS,
-        names=rules.SERVICE_NAMES,
-        titles=KIND_TITLES,
+        names={kind: _(name) for kind, name in rules.SERVICE_NAMES.items()},
+        titles={kind: _(title) for kind, title in KIND_TITLES.items()},
         label_max=rules.LABEL_MAX,
         cars=await service.logged_in_cars(session, account_id),
         **context,

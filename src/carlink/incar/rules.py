@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from carlink.errors import CarlinkError
+from carlink.i18n import N_
 
 MAIN = "main"
 SECONDARY = "secondary"
@@ -18,10 +19,11 @@ FAVOURITES = "favourites"
 RADIO_STATIONS = "radio_stations"
 WEATHER_PLACES = "weather_places"
 SERVICE_LIMITS: dict[str, int] = {FAVOURITES: 50, RADIO_STATIONS: 30, WEATHER_PLACES: 10}
+# Shown with `_` where a page names one entry of the kind.
 SERVICE_NAMES: dict[str, str] = {
-    FAVOURITES: "favourite",
-    RADIO_STATIONS: "radio station",
-    WEATHER_PLACES: "weather place",
+    FAVOURITES: N_("favourite"),
+    RADIO_STATIONS: N_("radio station"),
+    WEATHER_PLACES: N_("weather place"),
 }
 LABEL_MAX = 80
 
@@ -75,7 +77,13 @@ def _position(values: dict[str, Any], key: str) -> int | None:
         return None
     low, high = POSITION_RANGE
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise CarlinkError(f"{key.replace('_', ' ')} is a whole number {low}-{high}", code="invalid_profile")
+        raise CarlinkError(
+            "%(setting)s is a whole number %(low)s-%(high)s",
+            code="invalid_profile",
+            setting=key,
+            low=low,
+            high=high,
+        )
     return value
 
 
@@ -83,18 +91,29 @@ def checked_profile(values: dict[str, Any]) -> Profile:
     """A profile from a car or a client; unknown keys and values out of range are refused."""
     unknown = set(values) - set(Profile.__dataclass_fields__)
     if unknown:
-        raise CarlinkError(f"unknown profile settings: {', '.join(sorted(unknown))}", code="invalid_profile")
+        raise CarlinkError(
+            "unknown profile settings: %(settings)s",
+            code="invalid_profile",
+            settings=", ".join(sorted(unknown)),
+        )
     temperature = values.get("climate_temperature_c")
     if temperature is not None:
         low_t, high_t = TEMPERATURE_RANGE
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             raise CarlinkError("the climate temperature is a number", code="invalid_profile")
         if not low_t <= temperature <= high_t:
-            raise CarlinkError(f"the climate temperature is {low_t:g}-{high_t:g} °C", code="invalid_profile")
+            raise CarlinkError(
+                "the climate temperature is %(low)s-%(high)s °C",
+                code="invalid_profile",
+                low=f"{low_t:g}",
+                high=f"{high_t:g}",
+            )
         temperature = round(float(temperature) * 2) / 2
     mode = values.get("climate_mode")
     if mode is not None and mode not in CLIMATE_MODES:
-        raise CarlinkError(f"the climate mode is one of {', '.join(CLIMATE_MODES)}", code="invalid_profile")
+        raise CarlinkError(
+            "the climate mode is one of %(modes)s", code="invalid_profile", modes=", ".join(CLIMATE_MODES)
+        )
     return Profile(
         seat_position=_position(values, "seat_position"),
         mirror_position=_position(values, "mirror_position"),
@@ -105,23 +124,24 @@ def checked_profile(values: dict[str, Any]) -> Profile:
 
 
 def checked_label(kind: str, raw: Any) -> str:
-    name = SERVICE_NAMES.get(kind)
-    if name is None:
-        raise CarlinkError(f"unknown service setting {kind!r}", code="invalid_service_settings")
+    if kind not in SERVICE_NAMES:
+        raise CarlinkError('unknown service setting "%(kind)s"', code="invalid_service_settings", kind=kind)
     if not isinstance(raw, str):
-        raise CarlinkError(f"a {name} is a name", code="invalid_service_settings")
+        raise CarlinkError("each entry is a name", code="invalid_service_settings")
     label = " ".join(raw.split())
     if not label:
-        raise CarlinkError(f"enter a name for the {name}", code="invalid_service_settings")
+        raise CarlinkError("enter a name for the new entry", code="invalid_service_settings")
     if len(label) > LABEL_MAX:
-        raise CarlinkError(f"a {name} has at most {LABEL_MAX} characters", code="invalid_service_settings")
+        raise CarlinkError(
+            "a name has at most %(limit)s characters", code="invalid_service_settings", limit=LABEL_MAX
+        )
     return label
 
 
 def checked_service_list(kind: str, raw: Any) -> list[str]:
     """One kind's full list: names cleaned, duplicates dropped (first wins), at most its limit."""
     if not isinstance(raw, list):
-        raise CarlinkError(f"{kind.replace('_', ' ')} is a list of names", code="invalid_service_settings")
+        raise CarlinkError("%(kind)s is a list of names", code="invalid_service_settings", kind=kind)
     labels: list[str] = []
     for item in raw:
         label = checked_label(kind, item)
@@ -130,7 +150,10 @@ def checked_service_list(kind: str, raw: Any) -> list[str]:
     limit = SERVICE_LIMITS[kind]
     if len(labels) > limit:
         raise CarlinkError(
-            f"at most {limit} {kind.replace('_', ' ')} fit in the car", code="too_many_service_settings"
+            "at most %(limit)s entries of %(kind)s fit in the car",
+            code="too_many_service_settings",
+            limit=limit,
+            kind=kind,
         )
     return labels
 
@@ -140,6 +163,8 @@ def checked_service_settings(raw: dict[str, Any]) -> dict[str, list[str]]:
     unknown = set(raw) - set(SERVICE_LIMITS)
     if unknown:
         raise CarlinkError(
-            f"unknown service settings: {', '.join(sorted(unknown))}", code="invalid_service_settings"
+            "unknown service settings: %(kinds)s",
+            code="invalid_service_settings",
+            kinds=", ".join(sorted(unknown)),
         )
     return {kind: checked_service_list(kind, items) for kind, items in raw.items()}

@@ -15,6 +15,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, NotFound
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle, VehicleUser
+from carlink.i18n import N_
 from carlink.identity import service as identity
 from carlink.identity.models import Account
 from carlink.incar import rules
@@ -106,7 +107,7 @@ async def add_service_item(session: AsyncSession, account_id: int, kind: str, ra
     label = rules.checked_label(kind, raw)
     current = (await service_settings(session, account_id))[kind]
     if label.casefold() in (known.casefold() for known in current):
-        raise CarlinkError(f"{label} is in your list already", code="service_setting_exists")
+        raise CarlinkError("%(label)s is in your list already", code="service_setting_exists", label=label)
     await replace_service_settings(session, account_id, {kind: [*current, label]})
 
 
@@ -183,8 +184,9 @@ async def _check_security_code(session: AsyncSession, vehicle: Vehicle, code: st
         assert guard.locked_until is not None
         minutes = int((guard.locked_until - now).total_seconds() // 60) + 1
         raise CarlinkError(
-            f"the security code is locked after repeated wrong entries; try again in {minutes} minutes",
+            "the security code is locked after repeated wrong entries; try again in %(minutes)s minutes",
             code="security_code_locked",
+            minutes=minutes,
         )
     main_id = (await garage.main_users(session, {vehicle.id})).get(vehicle.id)
     main = await session.get(Account, main_id) if main_id is not None else None
@@ -202,21 +204,33 @@ async def _check_security_code(session: AsyncSession, vehicle: Vehicle, code: st
                 session,
                 account_id=main_id,
                 kind="security_code_locked",
-                title=f"Wrong security codes were typed into {vehicle.vin}",
-                body=(
-                    f"After {guard.failures} wrong security codes in a row, logging in with the code is "
-                    f"locked for {lock_minutes} minutes. If it was not you or your family, consider a new "
-                    "security PIN under Login & security."
+                title=notify.text_in(
+                    main.locale if main is not None else None,
+                    N_("Wrong security codes were typed into %(vin)s"),
+                    vin=vehicle.vin,
+                ),
+                body=notify.text_in(
+                    main.locale if main is not None else None,
+                    N_(
+                        "After %(failures)s wrong security codes in a row, logging in with the code is "
+                        "locked for %(minutes)s minutes. If it was not you or your family, consider a new "
+                        "security PIN under Login & security."
+                    ),
+                    failures=guard.failures,
+                    minutes=lock_minutes,
                 ),
                 link="/account",
                 dedupe_key=f"security-code-lock-{vehicle.id}-{guard.failures}-{now.isoformat()}",
             )
         raise CarlinkError(
-            f"wrong security code; it is now locked for {lock_minutes} minutes",
+            "wrong security code; it is now locked for %(minutes)s minutes",
             code="security_code_locked",
+            minutes=lock_minutes,
         )
     left = rules.CODE_FAILURES_BEFORE_LOCK - guard.failures % rules.CODE_FAILURES_BEFORE_LOCK
-    raise CarlinkError(f"wrong security code; {left} tries left before it locks", code="wrong_security_code")
+    raise CarlinkError(
+        "wrong security code; %(left)s tries left before it locks", code="wrong_security_code", left=left
+    )
 
 
 async def _car_login(session: AsyncSession, account: Account, role: str, token: str | None) -> CarLogin:

@@ -4,6 +4,7 @@ navigation loads with htmx."""
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from carlink import i18n
 from carlink.identity.access import platform_of
 from carlink.notify.service import mark_all_read, mark_read, notifications_of, unread_count
 from carlink.store.portal import current_caller, form_caller, form_number, render, see_other, to_signin
@@ -41,7 +42,8 @@ async def badge(request: Request) -> HTMLResponse:
     if not count:
         return HTMLResponse("<span></span>")
     shown = "99+" if count > 99 else str(count)
-    return HTMLResponse(f'<span class="badge" aria-label="{count} unread">{shown}</span>')
+    label = i18n.ngettext("%(num)s unread", "%(num)s unread", count)
+    return HTMLResponse(f'<span class="badge" aria-label="{label}">{shown}</span>')
 
 
 @router.post("/notifications/read-all", response_model=None)

@@ -9,16 +9,17 @@ from babel import Locale
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.catalog import service as catalog
 from carlink.errors import Forbidden, NotFound
 from carlink.partners import service as partners
 from carlink.partners.models import Country, Partner
 
-_NAMES = Locale("en").territories
-
 
 def country_name(code: str) -> str:
-    return str(_NAMES.get(code.upper(), code.upper()))
+    """The country's name in the current request's language (Babel's territory names)."""
+    names = Locale.parse(i18n.babel_locale()).territories
+    return str(names.get(code.upper(), code.upper()))
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ async def _availability(session: AsyncSession, row: Country, partner_count: int)
         code=row.code,
         name=country_name(row.code),
         connect_available=row.connect_available,
-        services=[item.name("en") for item in offered],
+        services=[item.name(i18n.current()) for item in offered],
         online_booking=row.online_booking,
         recall_booking=row.recall_booking,
         privacy_contact=row.privacy_contact,
@@ -82,7 +83,8 @@ async def require_store_open(session: AsyncSession, *codes: str) -> None:
     for code in dict.fromkeys(code.upper() for code in codes):
         if not await store_open(session, code):
             raise Forbidden(
-                f"Connected services are not available in {country_name(code)}, so the store is closed "
-                "there. Your partner can tell you what your car offers.",
+                "Connected services are not available in %(country)s, so the store is closed there. Your "
+                "partner can tell you what your car offers.",
                 code="not_available_in_country",
+                country=country_name(code),
             )

@@ -522,10 +522,12 @@ async def book_for_customer(
         campaign = await recalls.open_recall(session, vehicle.id, recall_id)
         if not desk.recall_booking:
             raise CarlinkError(
-                f"recalls are booked through your partner in this country: call {desk.partner.phone} or "
-                f"write to {desk.partner.email}",
+                "recalls are booked through your partner in this country: call %(phone)s or write to "
+                "%(email)s",
                 code="booking_not_available",
                 status=409,
+                phone=desk.partner.phone,
+                email=desk.partner.email,
             )
         return await book(
             session,
@@ -539,10 +541,12 @@ async def book_for_customer(
         )
     if not desk.online_booking:
         raise CarlinkError(
-            f"appointments are booked through your partner in this country: call {desk.partner.phone} or "
-            f"write to {desk.partner.email}",
+            "appointments are booked through your partner in this country: call %(phone)s or write to "
+            "%(email)s",
             code="booking_not_available",
             status=409,
+            phone=desk.partner.phone,
+            email=desk.partner.email,
         )
     return await book(
         session, partner=desk.partner, vehicle=vehicle, account=account, slot_id=slot_id, note=note

@@ -22,6 +22,7 @@ from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, NotFound, vehicle_not_found
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_, _
 from carlink.identity import invitations
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
@@ -44,15 +45,24 @@ from carlink.store.portal import (
 )
 
 router = APIRouter(include_in_schema=False)
-LANGUAGE_NAMES = {"en": "English", "de": "German", "ja": "Japanese"}
+# The languages a buyer's invitation mail can be written in; the names are shown in the dealer's language.
+MAIL_LANGUAGES = {"en": N_("English"), "de": N_("German"), "ja": N_("Japanese")}
 COUNTRY_LANGUAGES = {"DE": "de", "AT": "de", "CH": "de", "JP": "ja"}
 SALE_NOTICES = {
-    "invited": "The sale is recorded and the buyer's invitation is on its way.",
-    "linked": "The sale is recorded. The buyer has an ID already: the car is in their garage now.",
-    "resent": "A new invitation is on its way; the earlier link no longer works.",
-    "withdrawn": "The invitation is withdrawn; its link no longer works.",
+    "invited": N_("The sale is recorded and the buyer's invitation is on its way."),
+    "linked": N_("The sale is recorded. The buyer has an ID already: the car is in their garage now."),
+    "resent": N_("A new invitation is on its way; the earlier link no longer works."),
+    "withdrawn": N_("The invitation is withdrawn; its link no longer works."),
 }
-CARD_NOTICES = {"registered": "The driver card is registered.", "revoked": "The driver card is revoked."}
+CARD_NOTICES = {
+    "registered": N_("The driver card is registered."),
+    "revoked": N_("The driver card is revoked."),
+}
+
+
+def _notice(notices: dict[str, str], done: str) -> str | None:
+    """The notice a redirect's ``done`` names, in the reader's language (None for an unknown one)."""
+    return _(notices[done]) if done in notices else None
 
 
 @dataclass(frozen=True)
@@ -171,7 +181,7 @@ async def _sale_form(
         status=status,
         catalogue=CATALOGUE,
         countries=await partners.countries(session),
-        languages=LANGUAGE_NAMES,
+        mail_languages=MAIL_LANGUAGES,
         entered=entered,
         **context,
     )
@@ -257,7 +267,7 @@ async def sale_page(request: Request, sale_id: str, done: str = "") -> Response:
         desk = await dealer_desk(request, session)
         if desk is None:
             return to_signin(request)
-        return await _sale_page(request, session, desk, sale_id, notice=SALE_NOTICES.get(done))
+        return await _sale_page(request, session, desk, sale_id, notice=_notice(SALE_NOTICES, done))
 
 
 async def _sale_page(
@@ -342,7 +352,7 @@ async def driver_cards(request: Request, done: str = "") -> Response:
         desk = await dealer_desk(request, session)
         if desk is None:
             return to_signin(request)
-        return await _cards_page(request, session, desk, notice=CARD_NOTICES.get(done))
+        return await _cards_page(request, session, desk, notice=_notice(CARD_NOTICES, done))
 
 
 @router.post("/dealer/driver-cards", response_model=None)
@@ -390,9 +400,9 @@ async def revoke_card(request: Request, card_id: str, csrf_token: str = Form("")
 # --- service and transport mode (SEC-3) --------------------------------------------------------------------
 
 MODE_NOTICES = {
-    "set": "The mode is set. The car receives it when it is next online.",
-    "ended": "The mode has ended: every alarm of the car counts again.",
-    "none": "No mode was in force for this car.",
+    "set": N_("The mode is set. The car receives it when it is next online."),
+    "ended": N_("The mode has ended: every alarm of the car counts again."),
+    "none": N_("No mode was in force for this car."),
 }
 
 
@@ -434,7 +444,7 @@ async def security_modes(request: Request, done: str = "") -> Response:
         desk = await dealer_desk(request, session)
         if desk is None:
             return to_signin(request)
-        return await _modes_page(request, session, desk, notice=MODE_NOTICES.get(done))
+        return await _modes_page(request, session, desk, notice=_notice(MODE_NOTICES, done))
 
 
 @router.post("/dealer/security-modes", response_model=None)

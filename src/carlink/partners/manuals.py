@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from babel.lists import format_list
+
+from carlink import i18n
+from carlink.i18n import N_, _
 from carlink.protocol.catalogue import (
     CATALOGUE,
     DataConnection,
@@ -22,56 +26,63 @@ from carlink.protocol.messages import CommandType
 FIRST_DIGITAL_YEAR = 2018
 
 _CONNECTIONS = {
-    DataConnection.ESIM: "A built-in eSIM: the car is online by itself, no card to insert.",
-    DataConnection.INSERTED_SIM: "Your own SIM card in the card slot of the infotainment unit.",
-    DataConnection.PHONE_HOTSPOT: "Your phone's hotspot: connect the car to it like any other WiFi network.",
+    DataConnection.ESIM: N_("A built-in eSIM: the car is online by itself, no card to insert."),
+    DataConnection.INSERTED_SIM: N_("Your own SIM card in the card slot of the infotainment unit."),
+    DataConnection.PHONE_HOTSPOT: N_(
+        "Your phone's hotspot: connect the car to it like any other WiFi network."
+    ),
 }
+# The car's own menu names, as its screen shows them: not translated here.
 _MENUS = {
     InfotainmentMenu.PHONE_OPT: "PHONE > OPT > PHONE settings",
     InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: "Device manager > Options > Data connection",
     InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: "Settings > Device manager > Mobile data",
 }
 _SYMBOL = {
-    SymbolPosition.TOP_RIGHT: "at the top right of the infotainment screen",
-    SymbolPosition.BOTTOM_LEFT: "at the bottom left of the infotainment screen",
+    SymbolPosition.TOP_RIGHT: N_("The connection symbol is at the top right of the infotainment screen."),
+    SymbolPosition.BOTTOM_LEFT: N_("The connection symbol is at the bottom left of the infotainment screen."),
 }
 _PRIVACY = {
-    PrivacyScope.REMOTE_ACCESS: (
+    PrivacyScope.REMOTE_ACCESS: N_(
         "Privacy mode pauses remote access and the car's location: nobody can send the car commands or see "
         "where it is. Other connected services, such as navigation with live traffic, keep working."
     ),
-    PrivacyScope.ALL_SERVICES: (
+    PrivacyScope.ALL_SERVICES: N_(
         "Privacy mode pauses every connected service: the car sends nothing to carlink and accepts no "
         "remote commands until you switch privacy mode off again."
     ),
 }
 _COMMANDS = {
-    CommandType.LOCK: "Lock the car",
-    CommandType.UNLOCK: "Unlock the car (asks for your security PIN)",
-    CommandType.HONK_FLASH: "Honk and flash, to find the car in a car park",
-    CommandType.CLIMATE_START: "Start climate control before you set off",
-    CommandType.CLIMATE_STOP: "Stop climate control",
-    CommandType.DIRECT_CHARGING_START: "Start charging at once, ignoring the charging timer",
-    CommandType.DIRECT_CHARGING_STOP: "Stop direct charging",
-    CommandType.CHARGE_TARGET: "Set the charge level the battery charges to",
+    CommandType.LOCK: N_("Lock the car"),
+    CommandType.UNLOCK: N_("Unlock the car (asks for your security PIN)"),
+    CommandType.HONK_FLASH: N_("Honk and flash, to find the car in a car park"),
+    CommandType.CLIMATE_START: N_("Start climate control before you set off"),
+    CommandType.CLIMATE_STOP: N_("Stop climate control"),
+    CommandType.DIRECT_CHARGING_START: N_("Start charging at once, ignoring the charging timer"),
+    CommandType.DIRECT_CHARGING_STOP: N_("Stop direct charging"),
+    CommandType.CHARGE_TARGET: N_("Set the charge level the battery charges to"),
 }
 _MEASUREMENTS = {
-    "lock": "whether the car is locked",
-    "doors": "doors, windows and lids",
-    "battery": "battery charge",
-    "fuel": "fuel level",
-    "range": "remaining range",
-    "charging": "charging state",
-    "climate": "climate control",
-    "mileage": "mileage",
-    "tyres": "tyre pressures",
-    "parking": "parking position",
-    "location": "the last location",
-    "privacy": "privacy mode",
-    "remote_access": "remote access authorisation",
-    "hotspot": "the in-car WiFi hotspot and its data use",
+    "lock": N_("whether the car is locked"),
+    "doors": N_("doors, windows and lids"),
+    "battery": N_("battery charge"),
+    "fuel": N_("fuel level"),
+    "range": N_("remaining range"),
+    "charging": N_("charging state"),
+    "climate": N_("climate control"),
+    "mileage": N_("mileage"),
+    "tyres": N_("tyre pressures"),
+    "parking": N_("parking position"),
+    "location": N_("the last location"),
+    "privacy": N_("privacy mode"),
+    "remote_access": N_("remote access authorisation"),
+    "hotspot": N_("the in-car WiFi hotspot and its data use"),
 }
-_ENGINES = {Engine.BEV: "electric", Engine.PHEV: "plug-in hybrid", Engine.COMBUSTION: "petrol"}
+_ENGINES = {
+    Engine.BEV: N_("electric"),
+    Engine.PHEV: N_("plug-in hybrid"),
+    Engine.COMBUSTION: N_("petrol"),
+}
 
 
 @dataclass(frozen=True)
@@ -108,14 +119,15 @@ def models_with_manual() -> list[ModelProfile]:
 
 
 def manual_for(model_key: str, variant_code: str | None = None, model_year: int | None = None) -> Manual:
-    """The manual of one car (its variant and year), or of a whole model (every variant) without them."""
+    """The manual of one car (its variant and year), or of a whole model (every variant) without them, in
+    the current request's language."""
     model = profile(model_key)
     variants = [model.variant(variant_code)] if variant_code else list(model.variants)
     years = digital_years(model)
     if model_year is not None:
         year_text = str(model_year)
     elif years is not None:
-        year_text = f"{years[0]}–{years[1]}" if years[1] else f"from {years[0]}"
+        year_text = f"{years[0]}–{years[1]}" if years[1] else _("from %(year)s", year=years[0])
     else:
         year_text = ""
     title = variants[0].name if variant_code else f"{model.line} {model.generation}"
@@ -135,18 +147,24 @@ def _sections(model: ModelProfile, variants: list[Variant]) -> list[ManualSectio
 
 
 def _about(model: ModelProfile, variants: list[Variant]) -> ManualSection:
-    engines = sorted({_ENGINES[variant.engine] for variant in variants})
+    engines = sorted({variant.engine.value for variant in variants})
     return ManualSection(
         "about",
-        "About this manual",
+        _("About this manual"),
         [
-            f"This manual covers the connected services of the {model.line} {model.generation} "
-            f"({model.generation_code}). It is made from the same model catalogue carlink uses to decide "
-            "what your car can do, so it always matches the portal and the app.",
-            "The printed manual in the glove box covers driving, maintenance and safety; this one covers "
-            "carlink.",
+            _(
+                "This manual covers the connected services of the %(model)s (%(code)s). It is made from the "
+                "same model catalogue carlink uses to decide what your car can do, so it always matches the "
+                "portal and the app.",
+                model=f"{model.line} {model.generation}",
+                code=model.generation_code,
+            ),
+            _(
+                "The printed manual in the glove box covers driving, maintenance and safety; this one covers "
+                "carlink."
+            ),
         ],
-        [f"{variant.name} ({_ENGINES[variant.engine]})" for variant in variants]
+        [f"{variant.name} ({_(_ENGINES[variant.engine])})" for variant in variants]
         if len(variants) > 1 or len(engines) > 1
         else [],
     )
@@ -154,40 +172,48 @@ def _about(model: ModelProfile, variants: list[Variant]) -> ManualSection:
 
 def _data_connection(model: ModelProfile) -> ManualSection:
     intro = (
-        "Your car goes online in this way:"
+        _("Your car goes online in this way:")
         if len(model.data_connections) == 1
-        else "Your car can go online in any of these ways; it picks the first that works:"
+        else _("Your car can go online in any of these ways; it picks the first that works:")
     )
     return ManualSection(
         "data-connection",
-        "Getting your car online",
+        _("Getting your car online"),
         [intro],
-        [_CONNECTIONS[connection] for connection in model.data_connections],
+        [_(_CONNECTIONS[connection]) for connection in model.data_connections],
     )
 
 
 def _roaming(model: ModelProfile) -> ManualSection:
     paragraphs = []
     if model.roaming_automatic:
-        paragraphs.append("Roaming abroad needs no setting: the car switches it on by itself.")
+        paragraphs.append(_("Roaming abroad needs no setting: the car switches it on by itself."))
     else:
         paragraphs.append(
-            f"To use mobile data abroad, switch on data roaming in {_MENUS[model.roaming_menu]}. "
-            "Roaming is off when the car leaves the factory."
+            _(
+                "To use mobile data abroad, switch on data roaming in %(menu)s. Roaming is off when the car "
+                "leaves the factory.",
+                menu=_MENUS[model.roaming_menu],
+            )
         )
     if model.data_menu in _MENUS:
-        paragraphs.append(f"Mobile data as a whole is switched on and off in {_MENUS[model.data_menu]}.")
-    return ManualSection("roaming", "Roaming and mobile data", paragraphs)
+        paragraphs.append(
+            _("Mobile data as a whole is switched on and off in %(menu)s.", menu=_MENUS[model.data_menu])
+        )
+    return ManualSection("roaming", _("Roaming and mobile data"), paragraphs)
 
 
 def _symbol(model: ModelProfile) -> ManualSection:
     return ManualSection(
         "connection-symbol",
-        "The connection symbol",
+        _("The connection symbol"),
         [
-            f"The connection symbol is {_SYMBOL[model.symbol_position]}. It shows the network the car "
-            "uses (LTE, 3G, EDGE or WiFi); crossed out, the car is offline and remote services wait until "
-            "it is back online."
+            _(_SYMBOL[model.symbol_position])
+            + " "
+            + _(
+                "It shows the network the car uses (LTE, 3G, EDGE or WiFi); crossed out, the car is offline "
+                "and remote services wait until it is back online."
+            )
         ],
     )
 
@@ -195,31 +221,37 @@ def _symbol(model: ModelProfile) -> ManualSection:
 def _sign_in(model: ModelProfile) -> ManualSection:
     if model.in_car_id_login:
         paragraphs = [
-            "Sign in to the car with your carlink ID: in the car, open the user menu, choose Sign in, and "
-            "confirm on your phone or type your email address and password.",
-            "No pairing code is needed; each driver signs in with their own ID.",
+            _(
+                "Sign in to the car with your carlink ID: in the car, open the user menu, choose Sign in, "
+                "and confirm on your phone or type your email address and password."
+            ),
+            _("No pairing code is needed; each driver signs in with their own ID."),
         ]
     else:
         paragraphs = [
-            "Pair the car with your carlink ID once: the portal shows your personal 8-digit pairing code on "
-            "the vehicle's page; type it into the car under the connected services menu.",
-            "Each user of the car has their own pairing code.",
+            _(
+                "Pair the car with your carlink ID once: the portal shows your personal 8-digit pairing code "
+                "on the vehicle's page; type it into the car under the connected services menu."
+            ),
+            _("Each user of the car has their own pairing code."),
         ]
     if model.remote_access_authorisation_required:
         paragraphs.append(
-            "Remote services need one more step in the car: authorise remote access in the connected "
-            "services menu. The main user's security PIN protects unlocking."
+            _(
+                "Remote services need one more step in the car: authorise remote access in the connected "
+                "services menu. The main user's security PIN protects unlocking."
+            )
         )
-    return ManualSection("sign-in", "Your carlink ID in the car", paragraphs)
+    return ManualSection("sign-in", _("Your carlink ID in the car"), paragraphs)
 
 
 def _privacy(model: ModelProfile) -> ManualSection:
     return ManualSection(
         "privacy",
-        "Privacy mode",
+        _("Privacy mode"),
         [
-            _PRIVACY[model.privacy_scope],
-            "Switch privacy mode on and off in the car; the portal shows when it is on.",
+            _(_PRIVACY[model.privacy_scope]),
+            _("Switch privacy mode on and off in the car; the portal shows when it is on."),
         ],
     )
 
@@ -228,25 +260,32 @@ def _remote(model: ModelProfile, variants: list[Variant]) -> list[ManualSection]
     sections = []
     engines = list(dict.fromkeys(variant.engine for variant in variants))
     for engine in engines:
-        suffix = f" ({_ENGINES[engine]} cars)" if len(engines) > 1 else ""
-        commands = [_COMMANDS[CommandType(name)] for name in model.remote_services(engine)]
-        measurements = sorted(_MEASUREMENTS.get(key, key) for key in model.measurements(engine))
+        several = len(engines) > 1
+        kind = _(_ENGINES[engine])
+        commands = [_(_COMMANDS[CommandType(name)]) for name in model.remote_services(engine)]
+        measurements = sorted(
+            _(_MEASUREMENTS[key]) if key in _MEASUREMENTS else key for key in model.measurements(engine)
+        )
         sections.append(
             ManualSection(
                 f"remote-{engine.value.lower()}",
-                f"Remote services{suffix}",
-                ["From the portal or the app you can:"],
+                _("Remote services (%(kind)s cars)", kind=kind) if several else _("Remote services"),
+                [_("From the portal or the app you can:")],
                 sorted(commands),
             )
         )
         sections.append(
             ManualSection(
                 f"reports-{engine.value.lower()}",
-                f"What the car reports{suffix}",
+                _("What the car reports (%(kind)s cars)", kind=kind)
+                if several
+                else _("What the car reports"),
                 [
-                    "The car reports these to carlink, so the portal and the app can show them: "
-                    + ", ".join(measurements)
-                    + "."
+                    _(
+                        "The car reports these to carlink, so the portal and the app can show them: "
+                        "%(measurements)s.",
+                        measurements=format_list(measurements, locale=i18n.babel_locale()),
+                    )
                 ],
             )
         )

@@ -7,19 +7,18 @@ Pages call the same use cases as the JSON API (partners.api); the words live in 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from babel.dates import format_date
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.catalog.money import SUPPORTED_LOCALES
+from carlink import i18n
 from carlink.errors import CarlinkError
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.partners import availability, booking, dealers, manuals, recalls
@@ -32,7 +31,6 @@ from carlink.store.portal import (
     form_caller,
     form_number,
     form_status,
-    page_language,
     path_vin,
     render,
     see_other,
@@ -42,15 +40,21 @@ from carlink.store.portal import (
 
 router = APIRouter(include_in_schema=False)
 
+# Marked here, translated for the page by `_notices`.
 SERVICE_NOTICES = {
-    "booked": "Your appointment is booked. The confirmation is on its way by email.",
-    "cancelled": "The appointment is cancelled and the time is free again for others.",
+    "booked": N_("Your appointment is booked. The confirmation is on its way by email."),
+    "cancelled": N_("The appointment is cancelled and the time is free again for others."),
 }
 DEALER_NOTICES = {
-    "booked": "The appointment is booked; the customer gets the confirmation by email.",
-    "done": "The recall is marked as done for this car.",
+    "booked": N_("The appointment is booked; the customer gets the confirmation by email."),
+    "done": N_("The recall is marked as done for this car."),
 }
-RECALL_NOTICES = {"closed": "The campaign is closed; cars no longer show it."}
+RECALL_NOTICES = {"closed": N_("The campaign is closed; cars no longer show it.")}
+
+
+def _notices(notices: dict[str, str]) -> dict[str, str]:
+    """The notices in the request's language (a template that translates them again changes nothing)."""
+    return {key: _(text) for key, text in notices.items()}
 
 
 def _helpers(language: str) -> dict[str, Any]:
@@ -58,13 +62,10 @@ def _helpers(language: str) -> dict[str, Any]:
         return booking.time_label(moment, country, language)
 
     def hour(moment: Any, country: str) -> str:
-        return booking.local_time(moment, country).strftime("%H:%M")
-
-    def day_label(value: dt.date) -> str:
-        return format_date(value, format="full", locale=SUPPORTED_LOCALES.get(language, "en_GB"))
+        return i18n.time(booking.local_time(moment, country))
 
     return {
-        "day_label": day_label,
+        "day_label": lambda value: i18n.date(value, "full"),
         "local": local,
         "hour": hour,
         "country_name": availability.country_name,
@@ -76,7 +77,8 @@ def _helpers(language: str) -> dict[str, Any]:
 def _page(
     request: Request, name: str, caller: Caller | None, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    language = page_language(caller.account if caller else None)
+    # The request's language: the person's profile when signed in, else the browser's (carlink.i18n).
+    language = i18n.current()
     return render(request, name, caller, status=status, **_helpers(language), **context)
 
 
@@ -132,7 +134,13 @@ async def choose(request: Request, partner_id: str, csrf_token: str = Form("")) 
             chosen = await partners.choose_partner(session, caller.account.id, form_number(partner_id))
         except CarlinkError as error:
             return await _directory(
-                request, session, caller, "", status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                "",
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
         return see_other(f"/partners?country={chosen.country}&done=chosen")
 
@@ -187,7 +195,7 @@ async def _service_page(
         entry=desk.entry,
         days=booking.group_by_day(desk.slots, country),
         partner_country=country,
-        notices=SERVICE_NOTICES,
+        notices=_notices(SERVICE_NOTICES),
         **context,
     )
 
@@ -218,7 +226,14 @@ async def book(
             if error.code == "vehicle_not_found":
                 raise
             return await _service_page(
-                request, session, caller, vin, status=form_status(error), error=error.message, note=note
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+                note=note,
             )
         return see_other(f"/vehicles/{vin}/service?done=booked")
 
@@ -234,7 +249,13 @@ async def cancel(request: Request, vin: str, appointment_id: str, csrf_token: st
             if error.code == "vehicle_not_found":
                 raise
             return await _service_page(
-                request, session, caller, vin, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
         return see_other(f"/vehicles/{vin}/service?done=cancelled")
 
@@ -359,7 +380,7 @@ async def _dealer_page(
         slots=await booking.free_slots(session, partner.id),
         cars=cars,
         open_recalls=await recalls.recalls_at_partner(session, partner.id),
-        notices=DEALER_NOTICES,
+        notices=_notices(DEALER_NOTICES),
         **context,
     )
 
@@ -392,7 +413,13 @@ async def dealer_book(
             if error.code == "vehicle_not_found":
                 raise
             return await _dealer_page(
-                request, session, caller, partner, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                partner,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
         return see_other("/dealer/appointments?done=booked")
 
@@ -438,7 +465,7 @@ async def _recalls_page(
         console_section="recalls",
         campaigns=await recalls.campaigns(session),
         models=CATALOGUE,
-        notices=RECALL_NOTICES,
+        notices=_notices(RECALL_NOTICES),
         **context,
     )
 
@@ -486,6 +513,7 @@ async def operator_create_recall(request: Request) -> Response:
                 caller,
                 status=form_status(error),
                 error=error.message,
+                error_code=error.code,
                 form=fields,
                 chosen_models=draft.model_keys,
             )

@@ -82,13 +82,18 @@ def checked(draft: RecallDraft) -> RecallDraft:
         raise CarlinkError("give the campaign an English title", code="recall_title_missing")
     unknown = [key for key in draft.model_keys if key not in MODEL_KEYS]
     if unknown:
-        raise CarlinkError(f"unknown model {unknown[0]}", code="invalid_model")
+        raise CarlinkError("unknown model %(model)s", code="invalid_model", model=unknown[0])
     vins = []
     for raw in draft.vins or []:
         try:
             vins.append(normalise_vin(raw))
         except InvalidVin as error:
-            raise CarlinkError(f"{raw.strip()[:17]}: {error}", code="invalid_vin") from error
+            raise CarlinkError(
+                "%(vin)s is not a valid VIN (%(reason)s)",
+                code="invalid_vin",
+                vin=raw.strip()[:17],
+                reason=str(error),
+            ) from error
     if not draft.model_keys and not vins:
         raise CarlinkError("choose the affected models or list the VINs", code="recall_scope_missing")
     if draft.year_from and draft.year_to and draft.year_from > draft.year_to:
@@ -146,7 +151,7 @@ async def create_campaign(
     """
     draft = checked(draft)
     if await session.scalar(select(RecallCampaign.id).where(RecallCampaign.code == draft.code)) is not None:
-        raise Conflict(f"a campaign {draft.code} exists already", code="recall_exists")
+        raise Conflict("a campaign %(campaign)s exists already", code="recall_exists", campaign=draft.code)
     campaign = RecallCampaign(
         code=draft.code,
         titles=draft.titles,

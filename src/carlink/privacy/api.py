@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from carlink import i18n
 from carlink.identity.access import platform_of, require_caller
 from carlink.privacy import erasure, export, service
-from carlink.store.portal import page_language
 
 router = APIRouter(prefix="/api/v1/me", tags=["privacy"])
 
@@ -47,7 +47,7 @@ async def privacy(request: Request) -> dict[str, Any]:
         "policy": {
             "version": latest.version,
             "published_at": _when(latest.published_at),
-            **service.policy_text(latest, page_language(account)),
+            **service.policy_text(latest, i18n.current()),
         },
         "accepted": {"version": accepted.version, "accepted_at": _when(accepted.accepted_at)}
         if accepted

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.errors import CarlinkError, NotFound
+from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.identity.models import Account, StaffRole
@@ -28,13 +29,18 @@ from carlink.store.portal import (
 router = APIRouter(include_in_schema=False)
 
 OPERATOR_NOTICES = {
-    "contact": "The contact address is saved.",
-    "revoked": "The revocation by email is recorded.",
-    "published": "The new version is published; every ID was told in its notification centre.",
-    "completed": "Erased: the person's data is removed and a confirmation mail is on its way.",
-    "rejected": "The request is rejected.",
-    "opened": "The erasure request is open; complete it once you have checked the mail.",
+    "contact": N_("The contact address is saved."),
+    "revoked": N_("The revocation by email is recorded."),
+    "published": N_("The new version is published; every ID was told in its notification centre."),
+    "completed": N_("Erased: the person's data is removed and a confirmation mail is on its way."),
+    "rejected": N_("The request is rejected."),
+    "opened": N_("The erasure request is open; complete it once you have checked the mail."),
 }
+
+
+def _notice(done: str) -> str:
+    """The notice a redirect's ``done`` names, in the reader's language ("" for none)."""
+    return _(OPERATOR_NOTICES[done]) if done in OPERATOR_NOTICES else ""
 
 
 async def _staff(
@@ -57,7 +63,7 @@ class _SignIn(Exception):
 async def overview(request: Request) -> Response:
     async with platform_of(request).db.transaction() as session:
         try:
-            caller, _ = await _staff(request, session, identity.OPERATOR, None)
+            caller = (await _staff(request, session, identity.OPERATOR, None))[0]
         except _SignIn:
             return to_signin(request)
         open_requests = await session.scalar(
@@ -99,10 +105,10 @@ async def _contacts_page(
 async def contacts(request: Request, done: str = "") -> Response:
     async with platform_of(request).db.transaction() as session:
         try:
-            caller, _ = await _staff(request, session, identity.OPERATOR, None)
+            caller = (await _staff(request, session, identity.OPERATOR, None))[0]
         except _SignIn:
             return to_signin(request)
-        return await _contacts_page(request, session, caller, notice=OPERATOR_NOTICES.get(done, ""))
+        return await _contacts_page(request, session, caller, notice=_notice(done))
 
 
 @router.post("/operator/privacy-contacts/revocations", response_model=None)
@@ -111,7 +117,7 @@ async def record_email_revocation(
 ) -> Response:
     """An operator records a revocation that arrived at a country's contact address (channel "email")."""
     async with platform_of(request).db.transaction() as session:
-        caller, _ = await _staff(request, session, identity.OPERATOR, csrf_token)
+        caller = (await _staff(request, session, identity.OPERATOR, csrf_token))[0]
         person = await identity.find_account(session, email)
         if person is None:
             return await _contacts_page(
@@ -119,7 +125,7 @@ async def record_email_revocation(
                 session,
                 caller,
                 status=400,
-                revocation_error="No ID has this email address. Check the address in the mail.",
+                revocation_error=_("No ID has this email address. Check the address in the mail."),
                 revocation_email=email[:254],
             )
         await service.record_consent(
@@ -140,7 +146,7 @@ async def set_contact(
     request: Request, code: str, contact: str = Form(""), csrf_token: str = Form("")
 ) -> Response:
     async with platform_of(request).db.transaction() as session:
-        caller, _ = await _staff(request, session, identity.OPERATOR, csrf_token)
+        caller = (await _staff(request, session, identity.OPERATOR, csrf_token))[0]
         try:
             await service.set_privacy_contact(
                 session, code, contact, actor_id=caller.account.id, actor_role=identity.OPERATOR
@@ -191,10 +197,10 @@ async def _policy_page(
 async def policy(request: Request, done: str = "") -> Response:
     async with platform_of(request).db.transaction() as session:
         try:
-            caller, _ = await _staff(request, session, identity.OPERATOR, None)
+            caller = (await _staff(request, session, identity.OPERATOR, None))[0]
         except _SignIn:
             return to_signin(request)
-        return await _policy_page(request, session, caller, notice=OPERATOR_NOTICES.get(done, ""))
+        return await _policy_page(request, session, caller, notice=_notice(done))
 
 
 @router.post("/operator/policy", response_model=None)
@@ -207,7 +213,7 @@ async def publish(
     csrf_token: str = Form(""),
 ) -> Response:
     async with platform_of(request).db.transaction() as session:
-        caller, _ = await _staff(request, session, identity.OPERATOR, csrf_token)
+        caller = (await _staff(request, session, identity.OPERATOR, csrf_token))[0]
         try:
             await service.publish_policy(
                 session,
@@ -272,9 +278,7 @@ async def _list(request: Request, role: str, state: str, done: str) -> Response:
             caller, staff = await _staff(request, session, role, None)
         except _SignIn:
             return to_signin(request)
-        return await _erasure_page(
-            request, session, caller, staff, state=state, notice=OPERATOR_NOTICES.get(done, "")
-        )
+        return await _erasure_page(request, session, caller, staff, state=state, notice=_notice(done))
 
 
 async def _decide(

@@ -12,15 +12,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from babel.dates import format_date
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
 from carlink.fod import personal_data as fod_data
 from carlink.garage import personal_data as garage_data
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import N_
 from carlink.identity import personal_data as identity_data
 from carlink.identity import service as identity
 from carlink.identity.models import Account, StaffRole
@@ -87,9 +90,10 @@ async def blocking_vehicles(session: AsyncSession, account_id: int) -> list[Bloc
 def blocked_error(blockers: list[BlockingVehicle]) -> CarlinkError:
     cars = ", ".join(f"{b.name} ({b.vin})" for b in blockers)
     return Conflict(
-        f"You are still the main user of {cars}, which has services running. Services stay with the car, "
+        "You are still the main user of %(cars)s, which has services running. Services stay with the car, "
         "so first remove the car from your profile or hand it over; then ask for the erasure again.",
         code="erasure_blocked_by_vehicle",
+        cars=cars,
     )
 
 
@@ -156,12 +160,14 @@ async def _open(
     await session.flush()
     if account.deleted_at is None:
         # A deleted ID can no longer sign in to read its notification centre.
+        catalogue = i18n.translations(i18n.supported(account.locale) or i18n.DEFAULT_LANGUAGE)
         await notify(
             session,
             account_id=account.id,
             kind="erasure_requested",
-            title="We received your request to erase your ID",
-            body="Your dealer or our team will complete it and confirm by email.",
+            # Stored as text, in the person's profile language (an operator may be the one asking).
+            title=catalogue.ugettext(N_("We received your request to erase your ID")),
+            body=catalogue.ugettext(N_("Your dealer or our team will complete it and confirm by email.")),
             link="/privacy#erasure",
             dedupe_key=f"erasure-{row.id}-requested",
         )
@@ -255,7 +261,10 @@ async def complete(session: AsyncSession, staff: StaffRole, request_id: int) -> 
             to=old_email,
             language=language,
             template="erasure_completed",
-            context={"requested_on": _day(request.requested_at), "request_number": request_number(request)},
+            context={
+                "requested_on": _day(request.requested_at, language),
+                "request_number": request_number(request),
+            },
             dedupe_key=f"erasure-{request.id}-completed",
         )
     await session.flush()
@@ -297,5 +306,6 @@ def request_number(request: ErasureRequest) -> str:
     return f"ER-{request.id:06d}"
 
 
-def _day(moment: dt.datetime) -> str:
-    return moment.strftime("%d %b %Y")
+def _day(moment: dt.datetime, language: str) -> str:
+    """The day as the mail's reader writes dates (the mail is in the person's language)."""
+    return format_date(moment.date(), format="medium", locale=i18n.babel_locale(language))

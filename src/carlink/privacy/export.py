@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.fod import personal_data as fod_data
 from carlink.garage import personal_data as garage_data
@@ -60,9 +61,32 @@ def file_name(now: dt.datetime) -> str:
     return f"carlink-data-{now:%Y-%m-%d}.zip"
 
 
+def _parsed(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _day(value: Any) -> str:
+    """An ISO time of data.json as a day in the request's language ("—" when there is none)."""
+    moment = _parsed(value)
+    return i18n.date(moment) if moment else "—"
+
+
+def _moment(value: Any) -> str:
+    moment = _parsed(value)
+    return i18n.datetime(moment, "short") if moment else "—"
+
+
 def archive(data: dict[str, Any]) -> bytes:
-    """The ZIP, built in memory: a person's data is small (no telemetry history is kept per person)."""
-    summary = TEMPLATES.env.get_template("privacy/export_summary.html").render(data=data)
+    """The ZIP, built in memory: a person's data is small (no telemetry history is kept per person). The
+    summary is in the request's language."""
+    summary = TEMPLATES.env.get_template("privacy/export_summary.html").render(
+        data=data, day=_day, moment=_moment
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
         zipped.writestr("data.json", json.dumps(data, indent=2, ensure_ascii=False, default=str))

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.errors import CarlinkError
+from carlink.i18n import N_, _
 from carlink.identity.access import Caller, platform_of
 from carlink.privacy import console, erasure, export, service
 from carlink.store.portal import (
@@ -16,7 +18,6 @@ from carlink.store.portal import (
     form_caller,
     form_number,
     form_status,
-    page_language,
     render,
     see_other,
     to_signin,
@@ -26,10 +27,12 @@ router = APIRouter(include_in_schema=False)
 router.include_router(console.router)
 
 NOTICES = {
-    "accepted": "Thank you: you accepted the current privacy policy.",
-    "granted": "Your consent is recorded. Your partner may now exchange data with us about you.",
-    "revoked": "Your consent is withdrawn. Your partner no longer receives data about you from us.",
-    "erasure": "Your erasure request is recorded. Your dealer or our team will complete it and write to you.",
+    "accepted": N_("Thank you: you accepted the current privacy policy."),
+    "granted": N_("Your consent is recorded. Your partner may now exchange data with us about you."),
+    "revoked": N_("Your consent is withdrawn. Your partner no longer receives data about you from us."),
+    "erasure": N_(
+        "Your erasure request is recorded. Your dealer or our team will complete it and write to you."
+    ),
 }
 
 
@@ -40,7 +43,7 @@ async def privacy_context(session: AsyncSession, caller: Caller) -> dict[str, An
     accepted = await service.latest_acceptance(session, account.id)
     return {
         "policy": latest,
-        "text": service.policy_text(latest, page_language(account)),
+        "text": service.policy_text(latest, i18n.current()),
         "accepted": accepted,
         "needs_acceptance": accepted is None or accepted.version < latest.version,
         "consent": await service.consent_state(session, account.id),
@@ -65,7 +68,8 @@ async def privacy(request: Request, done: str = "") -> Response:
         caller = await current_caller(request, session)
         if caller is None:
             return to_signin(request)
-        return await _privacy_page(request, session, caller, notice=NOTICES.get(done, ""))
+        notice = _(NOTICES[done]) if done in NOTICES else ""
+        return await _privacy_page(request, session, caller, notice=notice)
 
 
 @router.get("/privacy/policy/{version}", response_model=None)
@@ -75,7 +79,7 @@ async def policy(request: Request, version: str) -> Response:
         caller = await current_caller(request, session)
         shown = await service.policy_version(session, form_number(version))
         latest = await service.latest_policy(session)
-        language = page_language(caller.account if caller else None)
+        language = i18n.current()
         versions = await service.policy_versions(session)
     return render(
         request,
@@ -113,7 +117,7 @@ async def consent(request: Request, decision: str = Form(""), csrf_token: str = 
                 session,
                 caller,
                 status=400,
-                consent_error="Choose to give or to withdraw your consent.",
+                consent_error=_("Choose to give or to withdraw your consent."),
             )
         await service.record_consent(
             session, caller.account.id, granted=decision == "grant", channel="portal"

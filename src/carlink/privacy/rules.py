@@ -29,7 +29,10 @@ def can_move(current: str, target: str) -> bool:
 def check_move(current: str, target: str) -> None:
     if not can_move(current, target):
         raise Conflict(
-            f"an erasure request that is {current} cannot become {target}", code="erasure_transition_invalid"
+            "an erasure request that is %(current)s cannot become %(target)s",
+            code="erasure_transition_invalid",
+            current=current,
+            target=target,
         )
 
 
@@ -39,7 +42,9 @@ def checked_contact(raw: str | None) -> str | None:
     if not value:
         return None
     if len(value) > 254 or not _EMAIL.match(value):
-        raise CarlinkError(f"{raw!r} is not a valid email address", code="contact_invalid")
+        raise CarlinkError(
+            "%(address)s is not a valid email address", code="contact_invalid", address=repr(raw)
+        )
     return value
 
 

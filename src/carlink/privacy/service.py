@@ -10,11 +10,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, cast, func, insert, literal, select
+from sqlalchemy import String, cast, func, insert, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, NotFound
+from carlink.i18n import N_
 from carlink.identity.models import Account
 from carlink.notify.models import Notification
 from carlink.partners import service as partners
@@ -52,7 +54,9 @@ async def latest_policy(session: AsyncSession) -> PolicyVersion:
 async def policy_version(session: AsyncSession, version: int) -> PolicyVersion:
     found = await session.get(PolicyVersion, version) if 0 < version < 2**31 else None
     if found is None:
-        raise NotFound(f"there is no version {version} of the privacy policy", code="policy_not_found")
+        raise NotFound(
+            "there is no version %(version)s of the privacy policy", code="policy_not_found", version=version
+        )
     return found
 
 
@@ -116,7 +120,7 @@ async def publish_policy(
     notification centre (PRV-1). A form sent twice, or after someone else published, is refused rather
     than publishing the same text again as the version after.
 
-    One INSERT … SELECT writes all notifications, however many IDs there are."""
+    One INSERT … SELECT per language writes all notifications, however many IDs there are."""
     rules.check_policy_text(title, summary, rows)
     latest = await latest_policy(session)
     if latest.version != based_on:
@@ -133,20 +137,35 @@ async def publish_policy(
     now = utcnow()
     # "||" on both SQLite and PostgreSQL: one unique dedupe key per ID.
     key = literal(f"policy-{version.version}-", String) + cast(Account.id, String)
-    await session.execute(
-        insert(Notification).from_select(
-            ["account_id", "dedupe_key", "kind", "title", "body", "link", "created_at"],
-            select(
-                Account.id,
-                key,
-                literal("privacy_policy"),
-                literal(f"Our privacy policy has a new version ({version.version})"),
-                literal("Please read what changed and accept the new version on your privacy page."),
-                literal("/privacy"),
-                literal(now, type_=Notification.created_at.type),
-            ).where(Account.deleted_at.is_(None)),
+    # One INSERT per language, each ID told in its profile's language (English for any other).
+    others = [language for language in i18n.LANGUAGES if language != i18n.DEFAULT_LANGUAGE]
+    for language in i18n.LANGUAGES:
+        catalogue = i18n.translations(language)
+        title = catalogue.ugettext(N_("Our privacy policy has a new version (%(version)s)")) % {
+            "version": version.version
+        }
+        body = catalogue.ugettext(
+            N_("Please read what changed and accept the new version on your privacy page.")
         )
-    )
+        speaks = (
+            Account.locale == language
+            if language in others
+            else or_(Account.locale.is_(None), Account.locale.not_in(others))
+        )
+        await session.execute(
+            insert(Notification).from_select(
+                ["account_id", "dedupe_key", "kind", "title", "body", "link", "created_at"],
+                select(
+                    Account.id,
+                    key,
+                    literal("privacy_policy"),
+                    literal(title),
+                    literal(body),
+                    literal("/privacy"),
+                    literal(now, type_=Notification.created_at.type),
+                ).where(Account.deleted_at.is_(None), speaks),
+            )
+        )
     await audit(
         session,
         actor_id=actor.id,
@@ -159,9 +178,10 @@ async def publish_policy(
 
 def _version_taken(version: int) -> CarlinkError:
     return Conflict(
-        f"version {version} was published a moment ago (maybe by this very form, sent twice); "
-        "check it before publishing another",
+        "version %(version)s was published a moment ago (maybe by this very form, sent twice); check it "
+        "before publishing another",
         code="policy_version_taken",
+        version=version,
     )
 
 
@@ -217,7 +237,9 @@ async def record_consent(
 ) -> ConsentEvent:
     """Records one consent decision (PRV-2); without a partner it refers to the person's preferred one."""
     if channel not in CHANNELS:
-        raise CarlinkError(f"unknown consent channel {channel!r}", code="consent_channel_unknown")
+        raise CarlinkError(
+            "unknown consent channel %(channel)s", code="consent_channel_unknown", channel=repr(channel)
+        )
     if partner_id is None:
         preferred = await partners.preferred_partner(session, account_id)
         partner_id = preferred.id if preferred is not None else None
@@ -262,7 +284,7 @@ async def set_privacy_contact(
     checked = rules.checked_contact(contact)
     found = await partners.country(session, code)
     if found is None:
-        raise NotFound(f"no country {code.strip().upper()[:2]}", code="country_not_found")
+        raise NotFound("no country %(country)s", code="country_not_found", country=code.strip().upper()[:2])
     before = found.privacy_contact
     if before == checked:
         return found

@@ -94,6 +94,9 @@ class ModelProfile:
     remote_climate: bool = False
     wmi_descriptor: str = "ZZZ"
     extra_commands: frozenset[CommandType] = field(default_factory=frozenset)
+    # (model year, menu): from that model year on, roaming and data are switched in this menu instead of
+    # `roaming_menu` / `data_menu` (an updated infotainment unit within one generation).
+    newer_menu: tuple[int, InfotainmentMenu] | None = None
 
     @property
     def roaming_automatic(self) -> bool:
@@ -102,6 +105,12 @@ class ModelProfile:
     @property
     def esim_only(self) -> bool:
         return self.data_connections == (DataConnection.ESIM,)
+
+    def menus(self, model_year: int | None) -> tuple[InfotainmentMenu, InfotainmentMenu]:
+        """(roaming menu, data menu) of a car of this model year; the base menus when the year is unknown."""
+        if self.newer_menu is not None and model_year is not None and model_year >= self.newer_menu[0]:
+            return self.newer_menu[1], self.newer_menu[1]
+        return self.roaming_menu, self.data_menu
 
     def variant(self, code: str) -> Variant:
         for variant in self.variants:
@@ -253,6 +262,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
         # 2017-2019 cars use Device manager > Options > Data connection; from 2020 the Mobile data menu.
         roaming_menu=InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION,
         data_menu=InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION,
+        newer_menu=(2020, InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA),
         pairing_code_needed=True,
         in_car_id_login=False,
         privacy_scope=PrivacyScope.REMOTE_ACCESS,

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, NotFound, TooManyRequests, Unauthorised
 from carlink.garage.models import Vehicle
@@ -117,10 +118,15 @@ def _require_remote_access(entry: GarageEntry) -> None:
 def _require_online(entry: GarageEntry) -> None:
     vehicle = entry.vehicle
     if not vehicle.online:
-        seen = vehicle.last_seen_at.isoformat() if vehicle.last_seen_at else "never"
+        if vehicle.last_seen_at is None:
+            raise Conflict(
+                "the vehicle is offline and has never been seen; try again when it has a data connection",
+                code="vehicle_offline",
+            )
         raise Conflict(
-            f"the vehicle is offline (last seen {seen}); try again when it has a data connection",
+            "the vehicle is offline (last seen %(seen)s); try again when it has a data connection",
             code="vehicle_offline",
+            seen=i18n.datetime(vehicle.last_seen_at, "short", "UTC") + " UTC",
         )
 
 
@@ -137,11 +143,13 @@ async def send_command(
 ) -> RemoteCommand:
     """Records and signs a remote command; the caller publishes it after the commit."""
     if kind not in REMOTE_SERVICES:
-        raise CarlinkError(f"{kind} is not a remote service", code="unknown_command")
+        raise CarlinkError("%(kind)s is not a remote service", code="unknown_command", kind=kind.value)
     if kind not in entry.model.commands(entry.variant.engine):
         raise CarlinkError(
-            f"{entry.variant.name} does not support {kind.value.lower().replace('_', ' ')}",
+            "%(car)s does not support %(command)s",
             code="not_supported",
+            car=entry.variant.name,
+            command=kind.value,
         )
     _require_remote_access(entry)
     _require_online(entry)
@@ -314,8 +322,9 @@ def _check_pin_lock(account: Account) -> None:
     if account.pin_locked_until and account.pin_locked_until > utcnow():
         minutes = int((account.pin_locked_until - utcnow()).total_seconds() // 60) + 1
         raise Locked(
-            f"the security PIN is locked after repeated wrong entries; try again in {minutes} minutes",
+            "the security PIN is locked after repeated wrong entries; try again in %(minutes)s minutes",
             code="pin_locked",
+            minutes=minutes,
         )
     if account.pin_hash is None:
         raise CarlinkError("set a security PIN under Login & security first", code="pin_not_set")
@@ -383,11 +392,14 @@ async def verify_pin_answer(
             account.pin_locked_until = now + dt.timedelta(minutes=settings.pin_lock_minutes)
             account.pin_failures = 0
             raise Locked(
-                f"wrong security PIN; it is now locked for {settings.pin_lock_minutes} minutes",
+                "wrong security PIN; it is now locked for %(minutes)s minutes",
                 code="pin_locked",
+                minutes=settings.pin_lock_minutes,
             )
         left = settings.pin_failures_before_lock - account.pin_failures
-        raise Unauthorised(f"wrong security PIN; {left} tries left before it locks", code="wrong_pin")
+        raise Unauthorised(
+            "wrong security PIN; %(left)s tries left before it locks", code="wrong_pin", left=left
+        )
     account.pin_failures = 0
 
 
@@ -468,9 +480,10 @@ async def request_wake(
     if row is not None and row.last_wake_at + interval > now:
         wait = int((row.last_wake_at + interval - now).total_seconds()) + 1
         raise TooManyRequests(
-            f"the car was woken moments ago; fresh data again in {wait} s",
+            "the car was woken moments ago; fresh data again in %(seconds)s s",
             retry_after=wait,
             code="wake_rate_limited",
+            seconds=wait,
         )
     if row is None:
         session.add(WakeUp(vehicle_id=entry.vehicle.id, last_wake_at=now))

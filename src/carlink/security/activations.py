@@ -95,14 +95,15 @@ async def order(
 
 def package_running(*, in_cart: bool = False) -> Conflict:
     """REQ: SEC-1 — `tracking_package_running`: what the owner does instead (end the running one first)."""
-    first = (
-        "Your cart already holds a tracking package, and a car has one at a time."
-        if in_cart
-        else "This car already has a tracking package, and a car has one at a time."
-    )
+    if in_cart:
+        return Conflict(
+            "Your cart already holds a tracking package, and a car has one at a time. End the running "
+            "package first — withdraw within 14 days of buying it, or let it run out — then buy the other.",
+            code=PACKAGE_RUNNING,
+        )
     return Conflict(
-        f"{first} End the running package first — withdraw within 14 days of buying it, or let it run "
-        "out — then buy the other.",
+        "This car already has a tracking package, and a car has one at a time. End the running package first "
+        "— withdraw within 14 days of buying it, or let it run out — then buy the other.",
         code=PACKAGE_RUNNING,
     )
 
@@ -172,7 +173,9 @@ async def confirm(session: AsyncSession, activation_id: int, soc_account_id: int
         return activation
     if not may_step(activation.state, ActivationState.ACTIVE):
         raise Conflict(
-            f"an activation that is {activation.state} cannot be confirmed", code="activation_not_ready"
+            "an activation that is %(state)s cannot be confirmed",
+            code="activation_not_ready",
+            state=activation.state,
         )
     if not activation.phone:  # REQ: SEC-4 — the welcome call needs a number (cleared at a change of hands)
         raise Conflict(
@@ -217,9 +220,11 @@ def checked_phone(raw: str | None) -> str:
     low, high = PHONE_DIGITS
     if not _PHONE_CHARS.match(text) or not low <= len(digits.lstrip("+")) <= high:
         raise CarlinkError(
-            f"Please give a phone number with {low} to {high} digits, like +49 711 555 0100.",
+            "Please give a phone number with %(low)s to %(high)s digits, like +49 711 555 0100.",
             code="invalid_phone",
             status=422,
+            low=low,
+            high=high,
         )
     return digits
 
@@ -339,7 +344,11 @@ async def verify(session: AsyncSession, number: str, code: str, *, source: str) 
 
 def _step(activation: TrackingActivation, target: ActivationState, now: dt.datetime | None = None) -> None:
     if not may_step(activation.state, target):
-        raise Conflict(f"an activation that is {activation.state} cannot become {target.value}")
+        raise Conflict(
+            "an activation that is %(state)s cannot become %(target)s",
+            state=activation.state,
+            target=target.value,
+        )
     at = now or utcnow()
     activation.state = target.value
     stamp = {

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -22,53 +22,56 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
 from carlink.errors import CarlinkError, Forbidden, NotFound
+from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.security import alarms, config, soc
 from carlink.store.portal import form_number, form_status, render, see_other, staff_caller, to_signin
 
 router = APIRouter(include_in_schema=False)
+Code = TypeVar("Code", str, int)
 
-# The SOC's words for the domain's codes; the live queue's script gets them too (data-labels).
+# The SOC's words for the domain's codes, marked for the catalogue and translated where shown (`_shown`);
+# the live queue's script gets them too (data-labels). tests/unit/test_security_rules.py: every code has one.
 TRIGGERS = {
-    "towing": "Towing",
-    "tilt": "Tilt",
-    "glass_break": "Glass break",
-    "interior_motion": "Interior motion",
-    "ignition_without_key": "Ignition without key",
-    "moving_while_locked": "Moving while locked",
-    "no_driver_card": "No driver card (silent)",
-    "test": "Test alarm",
+    "towing": N_("Towing"),
+    "tilt": N_("Tilt"),
+    "glass_break": N_("Glass break"),
+    "interior_motion": N_("Interior motion"),
+    "ignition_without_key": N_("Ignition without key"),
+    "moving_while_locked": N_("Moving while locked"),
+    "no_driver_card": N_("No driver card (silent)"),
+    "test": N_("Test alarm"),
 }
 STATES = {
-    "new": "New",
-    "acknowledged": "Acknowledged",
-    "customer_contacted": "Customer contacted",
-    "false_alarm": "False alarm",
-    "theft_confirmed": "Theft confirmed",
-    "police_informed": "Police informed",
-    "closed": "Closed",
+    "new": N_("New"),
+    "acknowledged": N_("Acknowledged"),
+    "customer_contacted": N_("Customer contacted"),
+    "false_alarm": N_("False alarm"),
+    "theft_confirmed": N_("Theft confirmed"),
+    "police_informed": N_("Police informed"),
+    "closed": N_("Closed"),
 }
 MOVES = {
-    "acknowledged": "Acknowledge",
-    "customer_contacted": "Customer contacted",
-    "false_alarm": "False alarm",
-    "theft_confirmed": "Confirm theft",
-    "police_informed": "Police informed",
-    "closed": "Close the case",
+    "acknowledged": N_("Acknowledge"),
+    "customer_contacted": N_("Customer contacted"),
+    "false_alarm": N_("False alarm"),
+    "theft_confirmed": N_("Confirm theft"),
+    "police_informed": N_("Police informed"),
+    "closed": N_("Close the case"),
 }
-SEVERITIES = {4: "Critical", 3: "High", 2: "Medium", 1: "Low", 0: "Test"}
+SEVERITIES = {4: N_("Critical"), 3: N_("High"), 2: N_("Medium"), 1: N_("Low"), 0: N_("Test")}
 OUTCOMES = {
-    "reached": "Reached",
-    "no_answer": "No answer",
-    "voicemail": "Voicemail",
-    "wrong_number": "Wrong number",
-    "police": "Police",
+    "reached": N_("Reached"),
+    "no_answer": N_("No answer"),
+    "voicemail": N_("Voicemail"),
+    "wrong_number": N_("Wrong number"),
+    "police": N_("Police"),
 }
 NOTICES = {
-    "moved": "The case is moved.",
-    "call": "The call is in the log.",
-    "confirmed": "The activation is confirmed: the customer can download the certificate now.",
+    "moved": N_("The case is moved."),
+    "call": N_("The call is in the log."),
+    "confirmed": N_("The activation is confirmed: the customer can download the certificate now."),
 }
 # OpenStreetMap's tiles when the SOC's network reaches them; without them the track is still drawn.
 TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -87,6 +90,11 @@ async def _form_soc(request: Request, csrf_token: str) -> Caller:
     return found[0]
 
 
+def _shown(labels: dict[Code, str]) -> dict[Code, str]:
+    """A label map in the request's language."""
+    return {code: _(label) for code, label in labels.items()}
+
+
 def _console(request: Request, name: str, caller: Caller, **context: Any) -> HTMLResponse:
     return render(
         request,
@@ -94,15 +102,29 @@ def _console(request: Request, name: str, caller: Caller, **context: Any) -> HTM
         caller,
         section="",
         console_section="queue",
-        triggers=TRIGGERS,
-        states=STATES,
-        severities=SEVERITIES,
+        triggers=_shown(TRIGGERS),
+        states=_shown(STATES),
+        severities=_shown(SEVERITIES),
         **context,
     )
 
 
 def _labels() -> str:
-    return json.dumps({"triggers": TRIGGERS, "states": STATES, "severities": SEVERITIES})
+    words = {
+        "more": _("+%(count)s more"),
+        "no_package": _("no package"),
+        "live": _("live"),
+        "retrying": _("offline: retrying"),
+        "reconnecting": _("offline: reconnecting"),
+    }
+    return json.dumps(
+        {
+            "triggers": _shown(TRIGGERS),
+            "states": _shown(STATES),
+            "severities": _shown(SEVERITIES),
+            "words": words,
+        }
+    )
 
 
 # --- the live queue and the welcome calls ------------------------------------------------------------------
@@ -119,7 +141,7 @@ async def _queue_page(
         queue=await soc.queue(session),
         welcome=await soc.welcome_calls(session, caller.account.id),
         labels=_labels(),
-        notices=NOTICES,
+        notices=_shown(NOTICES),
         **context,
     )
 
@@ -213,7 +235,14 @@ async def confirm_activation(request: Request, activation_id: str, csrf_token: s
             await soc.confirm_activation(session, form_number(activation_id), caller.account.id)
     except CarlinkError as error:
         async with platform.db.transaction() as session:
-            return await _queue_page(request, session, caller, status=form_status(error), error=error.message)
+            return await _queue_page(
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+            )
     return see_other("/soc?done=confirmed")
 
 
@@ -236,9 +265,9 @@ async def _case_page(
         caller,
         status=status,
         case=view,
-        moves=MOVES,
-        outcomes=OUTCOMES,
-        notices=NOTICES,
+        moves=_shown(MOVES),
+        outcomes=_shown(OUTCOMES),
+        notices=_shown(NOTICES),
         tiles=TILES,
         track_json=json.dumps([[point.lat, point.lon] for point in view.track]),
         position_json=json.dumps(
@@ -300,6 +329,7 @@ async def move_case(
                 number,
                 status=form_status(error),
                 error=error.message,
+                error_code=error.code,
                 note=note[:500],
             )
     await platform.emit(alarms.SOC_CHANNEL, moved.event)
@@ -342,6 +372,7 @@ async def log_call(
                 case_id,
                 status=form_status(error),
                 call_error=error.message,
+                call_error_code=error.code,
                 call_form={"number": number[:40], "outcome": outcome[:16], "note": note[:500]},
             )
     return see_other(f"/soc/alarms/{case_id}?done=call#calls")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from carlink.i18n import N_, _
+
 
 @dataclass(frozen=True)
 class SocContact:
@@ -18,17 +20,19 @@ class SocContact:
     languages: tuple[str, ...]
 
 
+# Translated where shown (`contact_out`, the Car security page).
+HOURS = N_("24 hours, every day")
 _CONTACTS = {
     contact.country: contact
     for contact in (
-        SocContact("DE", "+49 69 555 0190", "soc.de@example.com", "24 hours, every day", ("de", "en")),
-        SocContact("AT", "+43 1 555 0190", "soc.at@example.com", "24 hours, every day", ("de", "en")),
-        SocContact("CH", "+41 44 555 0190", "soc.ch@example.com", "24 hours, every day", ("de", "fr", "en")),
-        SocContact("JP", "+81 3 5555 0190", "soc.jp@example.com", "24 hours, every day", ("ja", "en")),
+        SocContact("DE", "+49 69 555 0190", "soc.de@example.com", HOURS, ("de", "en")),
+        SocContact("AT", "+43 1 555 0190", "soc.at@example.com", HOURS, ("de", "en")),
+        SocContact("CH", "+41 44 555 0190", "soc.ch@example.com", HOURS, ("de", "fr", "en")),
+        SocContact("JP", "+81 3 5555 0190", "soc.jp@example.com", HOURS, ("ja", "en")),
     )
 }
 # Countries without a SOC desk of their own reach the international desk, in English.
-INTERNATIONAL = SocContact("", "+44 20 7946 0190", "soc@example.com", "24 hours, every day", ("en",))
+INTERNATIONAL = SocContact("", "+44 20 7946 0190", "soc@example.com", HOURS, ("en",))
 
 
 def soc_contact(country: str) -> SocContact:
@@ -40,6 +44,6 @@ def contact_out(contact: SocContact) -> dict[str, object]:
     return {
         "phone": contact.phone,
         "email": contact.email,
-        "hours": contact.hours,
+        "hours": _(contact.hours),
         "languages": list(contact.languages),
     }

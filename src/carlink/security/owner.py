@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.clock import clock
 from carlink.errors import Conflict, Forbidden
 from carlink.garage import service as garage
@@ -154,7 +155,9 @@ async def certificate(session: AsyncSession, account: Account, vin: str, base_ur
         code=found.verification_code,
         verify_url=f"{base_url.rstrip('/')}{VERIFY_PATH}",
     )
-    return f"carlink-certificate-{found.certificate_number}.pdf", render_pdf(data)
+    # Printed in the owner's profile language (the request's when the profile names none we speak).
+    language = i18n.supported(account.locale) or i18n.current()
+    return f"carlink-certificate-{found.certificate_number}.pdf", render_pdf(data, language)
 
 
 # --- JSON --------------------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.errors import CarlinkError, TooManyRequests
+from carlink.i18n import N_, _
 from carlink.identity.access import Caller, client_address, platform_of
 from carlink.security import activations, config, owner
 from carlink.security.certificate import package_name
+from carlink.security.rules import ActivationState
 from carlink.store.portal import (
     current_caller,
     form_caller,
@@ -29,11 +31,22 @@ from carlink.store.portal import (
 )
 
 router = APIRouter(include_in_schema=False)
+# Translated where shown (security_page).
 NOTICES = {
-    "phone": "The security centre will call the new number.",
-    "mode_set": "The mode is set. The car receives it when it is next online.",
-    "mode_ended": "The mode has ended: every alarm counts again.",
-    "no_mode": "No mode was in force.",
+    "phone": N_("The security centre will call the new number."),
+    "mode_set": N_("The mode is set. The car receives it when it is next online."),
+    "mode_ended": N_("The mode has ended: every alarm counts again."),
+    "no_mode": N_("No mode was in force."),
+}
+
+
+# The owner's words for the steps of an activation (rules.ActivationState), translated where shown.
+ACTIVATION_STATES = {
+    ActivationState.ORDERED: N_("Ordered"),
+    ActivationState.INSTALLING: N_("Installing in the car"),
+    ActivationState.TEST_PASSED: N_("Test alarm passed"),
+    ActivationState.ACTIVE: N_("Active"),
+    ActivationState.ENDED: N_("Ended"),
 }
 
 
@@ -47,7 +60,8 @@ async def security_page(request: Request, vin: str, done: str = "") -> Response:
         caller = await current_caller(request, session)
         if caller is None:
             return to_signin(request)
-        return await _page(request, session, caller, path_vin(vin), notice=NOTICES.get(done))
+        notice = _(NOTICES[done]) if done in NOTICES else None
+        return await _page(request, session, caller, path_vin(vin), notice=notice)
 
 
 async def _page(
@@ -62,6 +76,7 @@ async def _page(
         entry=view.entry,
         view=view,
         package_name=package_name,
+        step_labels={state.value: _(label) for state, label in ACTIVATION_STATES.items()},
         mode_hours=owner.MODE_HOURS,
         **context,
     )
@@ -72,7 +87,14 @@ async def _refused(
 ) -> Response:
     async with platform_of(request).db.session() as session:
         return await _page(
-            request, session, caller, vin, status=form_status(error), error=error.message, **context
+            request,
+            session,
+            caller,
+            vin,
+            status=form_status(error),
+            error=error.message,
+            error_code=error.code,
+            **context,
         )
 
 
@@ -187,7 +209,14 @@ async def _verify(request: Request, number: str, code: str) -> Response:
         async with platform.db.session() as session:
             caller = await current_caller(request, session)
         response = render(
-            request, "security/verify.html", caller, status=429, section="", result=None, error=error.message
+            request,
+            "security/verify.html",
+            caller,
+            status=429,
+            section="",
+            result=None,
+            error=error.message,
+            error_code=error.code,
         )
         response.headers.update(error.headers)
         return response

@@ -7,6 +7,7 @@ import datetime as dt
 from enum import StrEnum
 
 from carlink.errors import CarlinkError, Conflict
+from carlink.i18n import N_
 from carlink.protocol.messages import AlarmTrigger
 
 PACKAGES = ("tracking", "tracking-plus")
@@ -53,9 +54,16 @@ def check_move(current: str, target: str) -> AlarmState:
     try:
         to = AlarmState(target)
     except ValueError:
-        raise CarlinkError(f"{target!r} is not a state of an alarm", code="invalid_alarm_state") from None
+        raise CarlinkError(
+            "'%(target)s' is not a state of an alarm", code="invalid_alarm_state", target=target
+        ) from None
     if to not in TRANSITIONS[AlarmState(current)]:
-        raise Conflict(f"an alarm that is {current} cannot become {to.value}", code="alarm_transition")
+        raise Conflict(
+            "an alarm that is %(state)s cannot become %(target)s",
+            code="alarm_transition",
+            state=current,
+            target=to.value,
+        )
     return to
 
 
@@ -100,6 +108,11 @@ MODE_LONGEST: dict[str, dt.timedelta] = {
     "service": dt.timedelta(days=14),
     "transport": dt.timedelta(days=3),
 }
+# The refusal of a mode's length, one text per mode (translated where it is read: CarlinkError.message).
+MODE_DURATION = {
+    "service": N_("service mode lasts 1 to %(hours)s hours"),
+    "transport": N_("transport mode lasts 1 to %(hours)s hours"),
+}
 
 
 def mode_until(kind: str, hours: int, now: dt.datetime) -> dt.datetime:
@@ -108,8 +121,7 @@ def mode_until(kind: str, hours: int, now: dt.datetime) -> dt.datetime:
         raise CarlinkError("the mode is service or transport", code="invalid_mode")
     if not 1 <= hours <= longest / dt.timedelta(hours=1):
         raise CarlinkError(
-            f"{kind} mode lasts 1 to {int(longest / dt.timedelta(hours=1))} hours",
-            code="invalid_mode_duration",
+            MODE_DURATION[kind], code="invalid_mode_duration", hours=int(longest / dt.timedelta(hours=1))
         )
     return now + dt.timedelta(hours=hours)
 

@@ -42,7 +42,9 @@ async def register_card(
     serial = checked_serial(serial)
     label = label.strip()
     if len(label) > LABEL_LENGTH:
-        raise CarlinkError(f"a label has at most {LABEL_LENGTH} characters", code="invalid_label")
+        raise CarlinkError(
+            "a label has at most %(length)s characters", code="invalid_label", length=LABEL_LENGTH
+        )
     taken = await session.scalar(
         select(DriverCard.id).where(DriverCard.serial == serial, DriverCard.revoked_at.is_(None))
     )

@@ -347,10 +347,12 @@ def _still_as_seen(
 
 
 def _changed(alarm: Alarm) -> Conflict:
+    # The page shows the case as it is now (its state in the operator's language); this names the version.
     return Conflict(
-        f"Someone else changed this case while you had it open: it is now {alarm.state.replace('_', ' ')} "
-        f"(version {alarm.version}). Check it and decide again.",
+        "Someone else changed this case while you had it open (it is at version %(version)s now). Check it "
+        "and decide again.",
         code="alarm_changed",
+        version=alarm.version,
     )
 
 
@@ -368,7 +370,9 @@ async def log_call(
     alarm = await _alarm(session, alarm_id)
     if outcome not in CALL_OUTCOMES:
         raise CarlinkError(
-            f"the outcome of a call is one of: {', '.join(CALL_OUTCOMES)}", code="invalid_call_outcome"
+            "the outcome of a call is one of: %(outcomes)s",
+            code="invalid_call_outcome",
+            outcomes=", ".join(CALL_OUTCOMES),
         )
     if number.strip():
         number = dialled_number(number)
@@ -401,9 +405,11 @@ def dialled_number(raw: str) -> str:
     low, high = DIALLED_DIGITS
     if not _DIALLED.fullmatch(text) or not low <= len(digits.lstrip("+")) <= high:
         raise CarlinkError(
-            f"Please give the number you dialled, {low} to {high} digits, like 110 or +49 711 555 0100.",
+            "Please give the number you dialled, %(low)s to %(high)s digits, like 110 or +49 711 555 0100.",
             code="invalid_phone",
             status=422,
+            low=low,
+            high=high,
         )
     return digits
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.catalog import service as catalog
 from carlink.catalog.countries import BRAND_NAMES, store_country
 from carlink.catalog.rules import recommend_plan
@@ -36,9 +37,11 @@ async def _caller(request: Request, session: AsyncSession) -> tuple[Caller, str]
 
 @router.get("/countries/{country}/services")
 async def country_catalogue(
-    country: str, request: Request, model: str = "", engine: str = "", language: str = "en"
+    country: str, request: Request, model: str = "", engine: str = "", language: str = ""
 ) -> dict[str, Any]:
-    """The country's catalogue (STO-1), readable without signing in; narrow it by model key and engine."""
+    """The country's catalogue (STO-1), readable without signing in; narrow it by model key and engine.
+    Names and prices in `language`, else the browser's (Accept-Language)."""
+    language = i18n.supported(language) or i18n.current()
     shop = store_country(country)
     if shop is None:
         raise NotFound("The store is not open in this country.", code="store_not_in_country")
@@ -55,8 +58,9 @@ async def country_catalogue(
 
 
 @router.get("/terms/{document}")
-async def terms(document: str, request: Request, language: str = "en") -> dict[str, Any]:
-    """The terms in force (STO-6): "general" or a service code."""
+async def terms(document: str, request: Request, language: str = "") -> dict[str, Any]:
+    """The terms in force (STO-6): "general" or a service code; in `language`, else the browser's."""
+    language = i18n.supported(language) or i18n.current()
     async with platform_of(request).db.session() as session:
         found = await catalog.terms_in_force(session, [document], language)
     if not found:
@@ -91,9 +95,10 @@ async def data_plan(
     annual_km: int = Query(ge=0, le=1_000_000),
     streaming: bool = False,
     country: str = "DE",
-    language: str = "en",
+    language: str = "",
 ) -> dict[str, Any]:
     """REQ: CON-4 — how much hotspot data a month fits, and the smallest package that covers it."""
+    language = i18n.supported(language) or i18n.current()
     advice = recommend_plan(annual_km, streaming)
     shop = store_country(country)
     packages: list[Any] = []

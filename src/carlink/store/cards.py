@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from carlink.catalog.countries import CardBrand
 from carlink.errors import CarlinkError
+from carlink.i18n import N_
 
 _DIGITS = re.compile(r"^[0-9]{12,19}$")
 
 
-def card_error(message: str, code: str) -> CarlinkError:
-    return CarlinkError(message, code=code, status=422)
+def card_error(message: str, code: str, **values: Any) -> CarlinkError:
+    # The messages are marked with N_ where they are written (tools/catalogs.py extracts them there).
+    return CarlinkError(message, code=code, status=422, **values)
 
 
 def clean_number(raw: str) -> str:
     number = re.sub(r"[\s-]", "", raw)
     if not _DIGITS.match(number):
-        raise card_error("A card number has 12 to 19 digits.", "card_number_invalid")
+        raise card_error(N_("A card number has 12 to 19 digits."), "card_number_invalid")
     if not luhn_ok(number):
-        raise card_error("This card number is not valid. Please check it.", "card_number_invalid")
+        raise card_error(N_("This card number is not valid. Please check it."), "card_number_invalid")
     return number
 
 
@@ -52,16 +55,18 @@ def detect_brand(number: str) -> CardBrand | None:
 
 def check_expiry(month: int, year: int, today: dt.date) -> None:
     if not 1 <= month <= 12 or not 2000 <= year <= 2100:
-        raise card_error("The expiry date is not a valid month and year.", "card_expiry_invalid")
+        raise card_error(N_("The expiry date is not a valid month and year."), "card_expiry_invalid")
     if (year, month) < (today.year, today.month):
-        raise card_error("This card has expired.", "card_expired")
+        raise card_error(N_("This card has expired."), "card_expired")
 
 
 def check_accepted(brand: CardBrand | None, accepted: tuple[CardBrand, ...], country: str) -> CardBrand:
     if brand is None or brand not in accepted:
         names = ", ".join(b.value for b in accepted)
         raise card_error(
-            f"This card brand is not accepted in {country}. Accepted here: {names}.",
+            N_("This card brand is not accepted in %(country)s. Accepted here: %(brands)s."),
             "card_brand_not_accepted",
+            country=country,
+            brands=names,
         )
     return brand

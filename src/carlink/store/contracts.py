@@ -360,8 +360,9 @@ async def withdraw(platform: Platform, account: Account, contract_id: int) -> Co
         raise Forbidden("Only the person who bought this service can withdraw from it.", code="buyer_only")
     if not withdrawal_open(contract, utcnow()):
         raise Conflict(
-            f"The {WITHDRAWAL_DAYS}-day withdrawal period of this contract has ended.",
+            "The %(days)s-day withdrawal period of this contract has ended.",
             code="withdrawal_closed",
+            days=WITHDRAWAL_DAYS,
         )
     refund_ref = None
     if contract.price_minor and order.charge_id:

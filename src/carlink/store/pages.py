@@ -201,6 +201,7 @@ async def add_to_cart(
                 vin,
                 status=form_status(error),
                 error=error.message,
+                error_code=error.code,
                 error_offer=form_number(offer_id),
                 entered_phone=phone[:40],
             )
@@ -421,7 +422,13 @@ async def confirm(
             )
         except CarlinkError as error:
             return await _cart_page(
-                request, session, caller, vin, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     # A refusal here leaves the order placed: its page says so, and the jobs role settles or fails it.
     with contextlib.suppress(CarlinkError):

@@ -6,19 +6,19 @@ Services, selling the car, the person's cards and address) call the same use cas
 (store.api). Payment-gateway calls run outside our own transactions, as there: the gateway keeps its own
 books, and on SQLite units of work take turns. Every form carries the session's CSRF token and answers with
 a redirect; a refusal shows the form again with the reason. The words live in the templates
-(templates/store/); a message from the domain is shown as it comes.
+(templates/store/); a message from the domain is shown in the request's
+language (CarlinkError.message).
 """
 
-import datetime as dt
 import re
 from typing import Any
 from urllib.parse import quote
 
-from babel.dates import format_date
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.catalog import service as catalog
 from carlink.catalog.countries import BRAND_NAMES, store_country
 from carlink.catalog.money import SUPPORTED_LOCALES, format_money
@@ -40,16 +40,19 @@ _ID = re.compile(r"[0-9]{1,10}")
 
 
 def page_language(account: Account | None) -> str:
-    return account.locale if account is not None and account.locale in SUPPORTED_LOCALES else "en"
+    """The profile's language; without a profile (or with one we do not speak), the request's."""
+    if account is not None and account.locale in SUPPORTED_LOCALES:
+        return account.locale
+    return i18n.current()
 
 
 def render(
     request: Request, name: str, caller: Caller | None, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    """A store page: the person's language for money and terms, and the card brands of their country for
-    the foot of the page (STO-5)."""
+    """A store page: the request's language (the profile's when signed in) for the words, money, dates
+    and terms, and the card brands of the person's country for the foot of the page (STO-5)."""
     account = caller.account if caller else None
-    language = page_language(account)
+    language = i18n.current()
     shop = store_country(account.country) if account else None
 
     def money(amount_minor: int, currency: str) -> str:
@@ -57,9 +60,6 @@ def render(
 
     def term_label(term: str, months: int) -> str:
         return catalog.term_label(term, months, language)
-
-    def day(moment: dt.datetime) -> str:
-        return format_date(moment.date(), format="medium", locale=SUPPORTED_LOCALES[language])
 
     context.setdefault("section", "vehicles")
     return page(
@@ -71,7 +71,7 @@ def render(
         accepted_brands=[BRAND_NAMES[brand] for brand in shop.brands] if shop else [],
         money=money,
         term_label=term_label,
-        day=day,
+        day=i18n.date,
         service_name=lambda row: catalog.service_name(row, language),
         service_description=lambda row: catalog.service_description(row, language),
         brand_name=lambda code: BRAND_BY_CODE.get(code, code),

@@ -56,4 +56,9 @@ def contract_may(current: str, target: ContractState) -> bool:
 
 def require_contract_move(current: str, target: ContractState) -> None:
     if not contract_may(current, target):
-        raise Conflict(f"A {current} contract cannot become {target.value}.", code="contract_state")
+        raise Conflict(
+            "A %(current)s contract cannot become %(target)s.",
+            code="contract_state",
+            current=current,
+            target=target.value,
+        )

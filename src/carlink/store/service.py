@@ -24,6 +24,7 @@ from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
+from carlink.i18n import N_, _
 from carlink.identity.models import Account
 from carlink.partners import availability
 from carlink.platform import Platform
@@ -42,7 +43,10 @@ def country_of(account: Account) -> StoreCountry:
     country = store_country(account.country)
     if country is None:
         raise CarlinkError(
-            f"The store is not open in {account.country} yet.", code="store_not_in_country", status=422
+            "The store is not open in %(country)s yet.",
+            code="store_not_in_country",
+            status=422,
+            country=account.country,
         )
     return country
 
@@ -313,17 +317,35 @@ async def remove_from_cart(session: AsyncSession, account: Account, vin: str, se
 
 _POSTCODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{1,14}$")
 ADDRESS_FIELDS = ("name", "street", "postcode", "city", "country")
+# The fields as the address form names them, for the messages about them.
+ADDRESS_LABELS = {
+    "name": N_("name"),
+    "street": N_("street and house number"),
+    "postcode": N_("postcode"),
+    "city": N_("city"),
+    "country": N_("country"),
+}
 
 
 def checked_address(raw: dict[str, str]) -> dict[str, str]:
     address = {key: str(raw.get(key, "")).strip() for key in ADDRESS_FIELDS}
     missing = [key for key in ADDRESS_FIELDS if not address[key]]
     if missing:
-        raise CarlinkError(f"Please fill in: {', '.join(missing)}.", code="address_incomplete", status=422)
+        raise CarlinkError(
+            "Please fill in: %(fields)s.",
+            code="address_incomplete",
+            status=422,
+            fields=", ".join(_(ADDRESS_LABELS[key]) for key in missing),
+        )
     limits = {"name": 120, "street": 200, "postcode": 16, "city": 100}
     for key, limit in limits.items():
         if len(address[key]) > limit:
-            raise CarlinkError(f"The {key} is too long.", code="address_invalid", status=422)
+            raise CarlinkError(
+                "This is too long: %(field)s.",
+                code="address_invalid",
+                status=422,
+                field=_(ADDRESS_LABELS[key]),
+            )
     if not _POSTCODE.match(address["postcode"]):
         raise CarlinkError("The postcode is not valid.", code="address_invalid", status=422)
     address["country"] = address["country"].upper()

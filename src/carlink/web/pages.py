@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import i18n
 from carlink.errors import CarlinkError, Unauthorised, vehicle_not_found
-from carlink.i18n import N_
 from carlink.garage import service as garage
 from carlink.garage.service import GarageEntry
+from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity.access import (
     CSRF_HEADER,
@@ -47,34 +47,57 @@ router = APIRouter(include_in_schema=False)
 HOME = "/vehicles"
 MAX_ROW_ID = 2**63 - 1  # larger ids cannot exist, and SQLite refuses to even look them up
 COMMAND_LABELS = {
-    CommandType.LOCK: "Lock",
-    CommandType.UNLOCK: "Unlock",
-    CommandType.HONK_FLASH: "Honk and flash",
-    CommandType.CLIMATE_START: "Start climate",
-    CommandType.CLIMATE_STOP: "Stop climate",
-    CommandType.DIRECT_CHARGING_START: "Start direct charging",
-    CommandType.DIRECT_CHARGING_STOP: "Stop direct charging",
-    CommandType.CHARGE_TARGET: "Set charge target",
-    CommandType.WAKE: "Wake up",
+    CommandType.LOCK: N_("Lock"),
+    CommandType.UNLOCK: N_("Unlock"),
+    CommandType.HONK_FLASH: N_("Honk and flash"),
+    CommandType.CLIMATE_START: N_("Start climate"),
+    CommandType.CLIMATE_STOP: N_("Stop climate"),
+    CommandType.DIRECT_CHARGING_START: N_("Start direct charging"),
+    CommandType.DIRECT_CHARGING_STOP: N_("Stop direct charging"),
+    CommandType.CHARGE_TARGET: N_("Set charge target"),
+    CommandType.WAKE: N_("Wake up"),
 }
-# For the page and its script, keyed by the plain type name a command row and the event stream carry.
-LABELS_BY_TYPE = {kind.value: text for kind, text in COMMAND_LABELS.items()}
-ERROR_TITLES = {404: "Not found", 403: "Not allowed", 423: "Locked for now", 429: "Please wait a moment"}
+# The words for a command's state (remote.rules.CommandState) on the page and in its script.
+COMMAND_STATES = {
+    "accepted": N_("accepted"),
+    "delivered": N_("delivered"),
+    "performed": N_("performed"),
+    "error": N_("error"),
+    "expired": N_("expired"),
+}
+ERROR_TITLES = {
+    404: N_("Not found"),
+    403: N_("Not allowed"),
+    423: N_("Locked for now"),
+    429: N_("Please wait a moment"),
+}
 ACCOUNT_NOTICES = {
     "password": N_("Your password is changed."),
     "pin": N_("Your security PIN is set."),
     "language": N_("The language is changed."),
 }
-DELETED_NOTICE = (
+DELETED_NOTICE = N_(
     "Your ID is deleted. You are signed out everywhere, and we have sent you a confirmation by email."
 )
 
 
+def labels_by_type() -> dict[str, str]:
+    """For the page and its script, in the request's language, keyed by the plain type name a command row
+    and the event stream carry."""
+    return {kind.value: _(text) for kind, text in COMMAND_LABELS.items()}
+
+
 def error_page(request: Request, error: CarlinkError) -> HTMLResponse:
     caller: Caller | None = getattr(request.state, "caller", None)
-    title = ERROR_TITLES.get(error.status, "Something is not right")
+    title = _(ERROR_TITLES.get(error.status, N_("Something is not right")))
     response = _render(
-        request, "message.html", caller, status=error.status, title=title, message=error.message
+        request,
+        "message.html",
+        caller,
+        status=error.status,
+        title=title,
+        message=error.message,
+        code=error.code,
     )
     response.headers.update(error.headers)
     return response
@@ -200,16 +223,16 @@ async def signin(
     source = client_address(request)
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(expected, login_token):
-        message = "This sign-in form is out of date; please try again."
+        message = _("This sign-in form is out of date; please try again.")
         return _signin_page(request, status=400, error=message, email=email, next=next)
     async with platform.db.transaction() as session:
         if await captcha_needed(session, settings, source, email) and not await identity.spend_captcha(
             session, settings.secret_key, captcha_token, captcha
         ):
             # REQ: ACC-7 — after repeated failures the password is checked only with the picture solved.
-            message = "Those characters were not right; try this picture."
+            message = _("Those characters were not right; try this picture.")
             if not captcha:
-                message = "Type the characters in the picture, then sign in."
+                message = _("Type the characters in the picture, then sign in.")
             return _signin_page(request, status=400, error=message, email=email, next=next, captcha=True)
         try:
             account = await identity.authenticate(
@@ -227,7 +250,7 @@ async def signin(
             )
             response.headers.update(error.headers)
             return response
-        token, _ = await identity.start_web_session(session, account)
+        token, _web_session = await identity.start_web_session(session, account)
     signed_in = RedirectResponse(_local(next), status_code=303)
     set_session_cookie(signed_in, token, settings)
     return signed_in
@@ -296,7 +319,8 @@ async def _vehicle_page(
         measurements=sorted(reading_label(key) for key in entry.model.measurements(entry.variant.engine)),
         users=await garage.users_of(session, entry.vehicle) if main_user else [],
         recent=await remote.recent_commands(session, entry, limit=8) if main_user else [],
-        labels=LABELS_BY_TYPE,
+        labels=labels_by_type(),
+        states={state: _(text) for state, text in COMMAND_STATES.items()},
         **context,
     )
 
@@ -453,7 +477,9 @@ async def delete_id(
             await identity.delete_id(session, caller.account, password=password, request_erasure=bool(erase))
         except CarlinkError as error:
             return _account_page(request, caller, status=_form_status(error), delete_error=error.message)
-    response = _render(request, "message.html", None, title="Your ID is deleted", message=DELETED_NOTICE)
+    response = _render(
+        request, "message.html", None, title=_("Your ID is deleted"), message=_(DELETED_NOTICE)
+    )
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 

@@ -1,7 +1,8 @@
 """How the stored overview reads on a page: a label and one line of words per telemetry key (RMT-2).
 
 The values come from the car, so every wording falls back to a plain listing when a value has an
-unexpected shape instead of failing the page.
+unexpected shape instead of failing the page. Labels and wordings are in the request's language
+(carlink.i18n), numbers in its format.
 """
 
 from __future__ import annotations
@@ -11,23 +12,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from babel.numbers import format_decimal
+
+from carlink import i18n
+from carlink.i18n import N_, _
 from carlink.telemetry.service import Reading
 
 LABELS = {
-    "lock": "Lock",
-    "doors": "Doors and lids",
-    "battery": "Battery",
-    "fuel": "Fuel",
-    "range": "Range",
-    "charging": "Charging",
-    "climate": "Climate",
-    "mileage": "Mileage",
-    "tyres": "Tyre pressure",
-    "parking": "Parking",
-    "location": "Last location",
-    "privacy": "Privacy mode",
-    "remote_access": "Remote access",
-    "hotspot": "In-car WiFi hotspot",
+    "lock": N_("Lock"),
+    "doors": N_("Doors and lids"),
+    "battery": N_("Battery"),
+    "fuel": N_("Fuel"),
+    "range": N_("Range"),
+    "charging": N_("Charging"),
+    "climate": N_("Climate"),
+    "mileage": N_("Mileage"),
+    "tyres": N_("Tyre pressure"),
+    "parking": N_("Parking"),
+    "location": N_("Last location"),
+    "privacy": N_("Privacy mode"),
+    "remote_access": N_("Remote access"),
+    "hotspot": N_("In-car WiFi hotspot"),
 }
 ORDER = (
     "lock",
@@ -46,13 +51,13 @@ ORDER = (
 # Shown with the connection at the top of the status, from the vehicle's own record.
 SHOWN_AS_MODES = frozenset({"privacy", "remote_access"})
 PARTS = {
-    "front_left": "front left",
-    "front_right": "front right",
-    "rear_left": "rear left",
-    "rear_right": "rear right",
-    "lid_front": "front lid",
-    "lid_rear": "rear lid",
-    "sunroof": "sunroof",
+    "front_left": N_("front left"),
+    "front_right": N_("front right"),
+    "rear_left": N_("rear left"),
+    "rear_right": N_("rear right"),
+    "lid_front": N_("front lid"),
+    "lid_rear": N_("rear lid"),
+    "sunroof": N_("sunroof"),
 }
 
 
@@ -74,7 +79,17 @@ def overview_lines(readings: Mapping[str, Reading]) -> list[Line]:
 
 
 def label(key: str) -> str:
-    return LABELS.get(key, key.replace("_", " ").capitalize())
+    known = LABELS.get(key)
+    return _(known) if known else key.replace("_", " ").capitalize()
+
+
+def _part(key: str) -> str:
+    known = PARTS.get(key)
+    return _(known) if known else key.replace("_", " ")
+
+
+def _km(value: int) -> str:
+    return _("%(km)s km", km=i18n.number(value))
 
 
 def describe(key: str, value: Mapping[str, Any]) -> str:
@@ -89,70 +104,87 @@ def describe(key: str, value: Mapping[str, Any]) -> str:
 
 def _listing(value: Mapping[str, Any]) -> str:
     text = ", ".join(f"{str(k).replace('_', ' ')}: {v}" for k, v in value.items())
-    return text[:200] or "no value"
+    return text[:200] or _("no value")
 
 
 def _lock(value: Mapping[str, Any]) -> str:
-    return "Locked" if _flag(value["locked"]) else "Unlocked"
+    return _("Locked") if _flag(value["locked"]) else _("Unlocked")
 
 
 def _doors(value: Mapping[str, Any]) -> str:
-    open_parts = [
-        PARTS.get(part, part.replace("_", " ")) for part, is_open in value["open"].items() if _flag(is_open)
-    ]
-    return "Open: " + ", ".join(open_parts) if open_parts else "All closed"
+    open_parts = [_part(part) for part, is_open in value["open"].items() if _flag(is_open)]
+    if not open_parts:
+        return _("All closed")
+    return _("Open: %(parts)s", parts=_(", ").join(open_parts))
 
 
 def _percent(value: Mapping[str, Any]) -> str:
-    return f"{int(value['percent'])} %"
+    return _("%(percent)s %%", percent=i18n.number(int(value["percent"])))
 
 
 def _range(value: Mapping[str, Any]) -> str:
     total, electric, fuel = (int(value.get(k) or 0) for k in ("total_km", "electric_km", "fuel_km"))
     if electric and fuel:
-        return f"{total} km ({electric} km electric, {fuel} km on fuel)"
-    return f"{total} km"
+        return _(
+            "%(total)s (%(electric)s electric, %(fuel)s on fuel)",
+            total=_km(total),
+            electric=_km(electric),
+            fuel=_km(fuel),
+        )
+    return _km(total)
 
 
 def _charging(value: Mapping[str, Any]) -> str:
     if not _flag(value["plugged"]):
-        return "Not plugged in"
+        return _("Not plugged in")
     status = str(value.get("status", ""))
-    words = {"CHARGING": "Charging", "CHARGING_COMPLETED": "Charging complete"}.get(status, "Plugged in")
-    parts = [words]
     power = float(value.get("power_kw") or 0)
     if status == "CHARGING" and power:
-        parts[0] += f" at {power:g} kW"
+        words = _("Charging at %(power)s kW", power=i18n.number(power))
+    elif status == "CHARGING":
+        words = _("Charging")
+    elif status == "CHARGING_COMPLETED":
+        words = _("Charging complete")
+    else:
+        words = _("Plugged in")
+    parts = [words]
     if value.get("mode") == "DIRECT":
-        parts.append("direct charging")
+        parts.append(_("direct charging"))
     if value.get("target_soc") is not None:
-        parts.append(f"target {int(value['target_soc'])} %")
-    return ", ".join(parts)
+        parts.append(_("target %(percent)s %%", percent=i18n.number(int(value["target_soc"]))))
+    return _(", ").join(parts)
 
 
 def _climate(value: Mapping[str, Any]) -> str:
-    temperature = float(value["target_temperature_c"])
+    temperature = i18n.number(float(value["target_temperature_c"]))
     if _flag(value["active"]):
-        return f"On, {temperature:g} °C"
-    return f"Off (set to {temperature:g} °C)"
+        return _("On, %(temperature)s °C", temperature=temperature)
+    return _("Off (set to %(temperature)s °C)", temperature=temperature)
 
 
 def _mileage(value: Mapping[str, Any]) -> str:
-    return f"{int(value['km']):,} km"
+    return _km(int(value["km"]))
 
 
 def _tyres(value: Mapping[str, Any]) -> str:
     parts = []
     for wheel, reading in value.items():
         bar, target = float(reading["bar"]), reading.get("target_bar")
-        low = " (low)" if target is not None and bar < float(target) - 0.3 else ""
-        parts.append(f"{PARTS.get(wheel, wheel)} {bar:.1f} bar{low}")
-    return ", ".join(parts)
+        pressure = format_decimal(bar, format="#,##0.0", locale=i18n.babel_locale())
+        if target is not None and bar < float(target) - 0.3:
+            parts.append(_("%(wheel)s %(bar)s bar (low)", wheel=_part(wheel), bar=pressure))
+        else:
+            parts.append(_("%(wheel)s %(bar)s bar", wheel=_part(wheel), bar=pressure))
+    return _(", ").join(parts)
 
 
 def _parking(value: Mapping[str, Any]) -> str:
-    text = "Parking brake on" if _flag(value["brake_on"]) else "Parking brake off"
-    return text + (", parking light on" if _flag(value.get("light_on", False)) else "")
+    brake_on = _flag(value["brake_on"])
+    if _flag(value.get("light_on", False)):
+        return (
+            _("Parking brake on, parking light on") if brake_on else _("Parking brake off, parking light on")
+        )
+    return _("Parking brake on") if brake_on else _("Parking brake off")
 
 
 def _location(value: Mapping[str, Any]) -> str:
@@ -162,12 +194,17 @@ def _location(value: Mapping[str, Any]) -> str:
 
 def _hotspot(value: Mapping[str, Any]) -> str:
     """REQ: CON-3 — sharing on or off, and the data used of the package's volume."""
-    used = int(value.get("used_mb") or 0)
+    used = i18n.number(int(value.get("used_mb") or 0))
     volume = value.get("volume_mb")
-    usage = f"{used:,} MB of {int(volume):,} MB used" if volume else f"{used:,} MB used"
+    if volume:
+        usage = _("%(used)s MB of %(volume)s MB used", used=used, volume=i18n.number(int(volume)))
+    else:
+        usage = _("%(used)s MB used", used=used)
     if value.get("package") is None:
-        return "No data package: only the app reaches the car"
-    return ("Sharing on, " if _flag(value["sharing"]) else "Sharing off, ") + usage
+        return _("No data package: only the app reaches the car")
+    if _flag(value["sharing"]):
+        return _("Sharing on, %(usage)s", usage=usage)
+    return _("Sharing off, %(usage)s", usage=usage)
 
 
 def _flag(raw: Any) -> bool:

@@ -3,12 +3,14 @@
 (() => {
   "use strict";
 
-  const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // Times in the page's language (carlink.i18n sets <html lang>), in the browser's own time zone.
+  const language = document.documentElement.lang || undefined;
+  const timeFormat = new Intl.DateTimeFormat(language, { dateStyle: "medium", timeStyle: "short" });
   // A command only moves forward: a late 'delivered' never hides a 'performed' (accepted -> delivered -> end).
   const RANK = { accepted: 0, delivered: 1, performed: 2, error: 2, expired: 2 };
   const KEEP_COMMANDS = 8;
 
-  const clockFormat = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+  const clockFormat = new Intl.DateTimeFormat(language, { timeStyle: "short" });
 
   // Times arrive in UTC; show them in the browser's own time zone (today's by the clock alone), and the UTC
   // time on hover.
@@ -26,6 +28,7 @@
 
   function remoteServices(panel) {
     const labels = JSON.parse(panel.dataset.labels || "{}");
+    const states = JSON.parse(panel.dataset.states || "{}");
     const list = panel.querySelector("#commands");
     const problem = panel.querySelector("#remote-error");
     const headers = {
@@ -64,7 +67,7 @@
       if (label) item.querySelector(".what").textContent = label;
       if (RANK[command.state] < RANK[item.dataset.state]) return;
       item.dataset.state = command.state;
-      item.querySelector(".state").textContent = command.state;
+      item.querySelector(".state").textContent = states[command.state] || command.state;
       item.querySelector(".reason").textContent = command.reason || "";
     }
 
@@ -90,7 +93,8 @@
       });
       const answer = await response.json().catch(() => ({}));
       if (!response.ok) {
-        say(answer?.error?.message || `carlink could not send this (status ${response.status}).`);
+        const refused = panel.dataset.refused || "carlink could not send this (status %(status)s).";
+        say(answer?.error?.message || refused.replace("%(status)s", String(response.status)));
         return null;
       }
       if (pin) pin.value = "";
@@ -110,7 +114,7 @@
         const command = await send(form, event.submitter);
         if (command) panel.dispatchEvent(new CustomEvent("carlink:sent", { detail: command }));
       } catch {
-        say("carlink could not be reached; check your connection and try again.");
+        say(panel.dataset.unreachable || "carlink could not be reached; check your connection and try again.");
       } finally {
         buttons.forEach((b) => { b.disabled = false; });
         form.removeAttribute("aria-busy");

@@ -56,6 +56,8 @@
     const labels = JSON.parse(body.dataset.labels || "{}");
     const live = document.getElementById("soc-live");
     const label = (kind, code) => (labels[kind] && labels[kind][code]) || String(code);
+    // The page's words in the viewer's language (console.py _labels); English when a page lacks them.
+    const word = (key, fallback) => (labels.words && labels.words[key]) || fallback;
 
     function status(state, text) {
       if (!live) return;
@@ -72,8 +74,8 @@
       trigger.className = "trigger";
       trigger.append(label("triggers", event.trigger));
       const more = (event.triggers || []).length - 1;
-      if (more > 0) trigger.append(badge("more", ` +${more} more`));
-      if (event.without_package) trigger.append(" ", badge("badge flag", "no package"));
+      if (more > 0) trigger.append(badge("more", ` ${word("more", "+%(count)s more").replace("%(count)s", String(more))}`));
+      if (event.without_package) trigger.append(" ", badge("badge flag", word("no_package", "no package")));
       const car = document.createElement("td");
       car.className = "car";
       const link = document.createElement("a");
@@ -151,7 +153,7 @@
           localise(rows);
           body.replaceChildren(...rows.children);
         } catch {
-          status("offline", "offline: retrying");
+          status("offline", word("retrying", "offline: retrying"));
         } finally {
           refreshing = null;
         }
@@ -183,10 +185,10 @@
 
     const stream = new EventSource(body.dataset.streamUrl);
     stream.addEventListener("open", () => {
-      status("live", "live");
+      status("live", word("live", "live"));
       refresh(); // whatever happened while the stream was down
     });
-    stream.addEventListener("error", () => status("offline", "offline: reconnecting"));
+    stream.addEventListener("error", () => status("offline", word("reconnecting", "offline: reconnecting")));
     stream.addEventListener("alarm", (message) => show(JSON.parse(message.data)));
     stream.addEventListener("activation", () => welcomeCalls());
     window.setInterval(refresh, REFRESH_MS);
