@@ -40,15 +40,12 @@ import remote_commands as rc  # benchmarks/ is on sys.path when a script in it r
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from carlink.demo import world
+
 console = rc.console
 GOAL_MS = 100.0
-OWNER, DEALER, OPERATOR, SOC = (
-    "owner@example.com",
-    "dealer@example.com",
-    "operator@example.com",
-    "soc@example.com",
-)
-TAYCAN = "WP0ZZZY1ZPS100001"  # the demo owner's Taycan (carlink.demo.world.DEMO_CARS[0])
+OWNER, DEALER, OPERATOR, SOC = world.OWNER, world.DEALER, world.OPERATOR, world.SOC_OPERATOR
+TAYCAN = world.DEMO_CARS[0].vin  # the demo owner's Taycan
 # (who, page) — the portal's main pages and each console's start page.
 PAGES: tuple[tuple[str, str], ...] = (
     (OWNER, "/vehicles"),
@@ -57,7 +54,6 @@ PAGES: tuple[tuple[str, str], ...] = (
     (OWNER, f"/vehicles/{TAYCAN}/store"),
     (OWNER, f"/vehicles/{TAYCAN}/services"),
     (OWNER, f"/vehicles/{TAYCAN}/functions"),
-    (OWNER, f"/vehicles/{TAYCAN}/updates"),
     (OWNER, f"/vehicles/{TAYCAN}/security"),
     (OWNER, f"/vehicles/{TAYCAN}/service"),
     (OWNER, "/notifications"),

@@ -67,7 +67,7 @@ def _import_everything() -> None:
 def translated_files() -> Iterator[Path]:
     for path in sorted(SOURCE.rglob("*")):
         relative = path.relative_to(SOURCE).as_posix()
-        if relative.startswith(i18n.NOT_TRANSLATED):
+        if relative.startswith(i18n.NOT_TRANSLATED) and relative not in i18n.TRANSLATED_DATA:
             continue
         if path.suffix == ".py" or (path.suffix == ".html" and path.is_relative_to(TEMPLATE_DIR)):
             yield path

@@ -48,6 +48,7 @@ from carlink.i18n import N_, _
 from carlink.identity import api as identity_api
 from carlink.identity import oidc
 from carlink.identity import registration as identity_registration
+from carlink.identity.access import cookie_caller
 from carlink.identity.tokens import TokenIssuer
 from carlink.incar import api as incar_api
 from carlink.incar import pages as incar_pages
@@ -307,6 +308,12 @@ def _install_handlers(app: FastAPI) -> None:
             HTTP_MESSAGES.get(code, str(error.detail)), code=code, status=error.status_code
         )
         if _wants_html(request):
+            if not hasattr(request.state, "caller"):
+                # No route ran (an unknown address, 405, 413): the signed-in person still gets the page in
+                # their profile's language, with the menu.
+                with contextlib.suppress(Exception):  # a broken cookie or database: the plain page
+                    async with app.state.platform.db.session() as session:
+                        request.state.caller = await cookie_caller(request, session)
             return pages.error_page(request, refusal)
         return JSONResponse(error_body(code, refusal.message), status_code=error.status_code)
 

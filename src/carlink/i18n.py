@@ -80,6 +80,8 @@ NOT_TRANSLATED = (
     "fod/cli.py",
     "privacy/cli.py",
 )
+# ...except the model catalogue's names of generations, which the portal shows (marked N_ there).
+TRANSLATED_DATA = ("protocol/catalogue.py",)
 
 _language: ContextVar[str] = ContextVar("carlink_language", default=DEFAULT_LANGUAGE)
 
@@ -178,6 +180,14 @@ def compile_po(po: Path) -> bytes:
 def _(message: str, **values: Any) -> str:
     """`message` in the current language, with ``%(name)s`` placeholders filled from `values`."""
     text = translations(current()).ugettext(message)
+    return text % values if values else text
+
+
+def translate(language: str | None, message: str, **values: Any) -> str:
+    """`message` (marked with `N_`) in a given language rather than the request's: for what is stored once
+    and read later by one person (a notification in their profile language)."""
+    chosen = supported(language) or DEFAULT_LANGUAGE
+    text = translations(chosen).ugettext(message)
     return text % values if values else text
 
 

@@ -23,7 +23,7 @@ async def test_owner_chooses_a_partner_books_a_service_and_sees_the_panamera_rec
     page = await sign_in(world.OWNER)
     await page.goto("/partners")
     await expect(page.get_by_role("heading", name="Partners in Germany")).to_be_visible()
-    await page.get_by_role("button", name="Choose Autohaus Example Stuttgart as my partner").click()
+    await page.get_by_role("button", name="Choose as my partner (Autohaus Example Stuttgart)").click()
     await expect(page.locator("#partners-notice")).to_contain_text(
         "Autohaus Example Stuttgart is now your partner"
     )

@@ -72,3 +72,15 @@ def test_the_alarm_latency_benchmark_sees_every_alarm_in_the_soc_queue_once() ->
     assert result["received"] == 4 and result["lost"] == 0 and result["stored"] == 4
     assert 0 < result["alarm_p50_ms"] <= result["alarm_p99_ms"]
     assert result["mqtt_received"] == 4 and result["ratio_p99"] > 0
+
+
+def test_the_page_load_benchmark_times_every_main_page_in_three_languages() -> None:
+    code, result = run_benchmark("page_loads.py", "--requests", "2", "--rounds", "1", "--timeout", "120")
+    assert "error" not in result, result.get("error")
+    assert code == 0
+    for key in ("pages", "worst_page", "worst_p95_ms", "baseline_p95_ms", "ratio_p95", "under_100ms"):
+        assert key in result, key
+    assert result["languages"] == ["en", "de", "ja"] and result["pages"] == len(result["per_page"]) >= 15
+    assert result["requests_per_page"] == 6  # 2 per language
+    assert 0 < result["baseline_p95_ms"] and 0 < result["worst_p95_ms"] and result["ratio_p95"] > 0
+    assert isinstance(result["under_100ms"], bool)

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carlink import i18n
 from carlink.demo import world
 from carlink.garage.models import Vehicle
+from carlink.identity.models import Account
 from carlink.protocol.messages import Network
 from tests.support.portal import Browser
 from tests.support.stack import NINE_ELEVEN, TAYCAN, Stack, eventually
@@ -76,11 +77,19 @@ async def test_the_owner_sees_each_cars_guide_as_the_catalogue_says_and_stranger
     assert "The connection symbol sits bottom left on the centre display." in text_of(nine_eleven)
     assert "data_off.privacy_all_services" not in item_keys(nine_eleven, "data_off")
 
-    # Another country for a trip, and one we know nothing about.
+    # At home (DE) roaming is not the question; another country for a trip, and one we know nothing about.
+    assert "roaming.trip" in item_keys(nine_eleven, "roaming")
     abroad = await owner.http.get(page_of(NINE_ELEVEN), params={"country": "mx"})
-    assert "Mexico: roaming is not available" in text_of(abroad)
+    assert "Mexico: roaming is not available; there, the car goes online only with" in text_of(abroad)
+    assert '<option value="MX" selected>Mexico</option>' in abroad.text
+    visiting = await owner.http.get(page_of(TAYCAN), params={"country": "PT"})
+    assert "Portugal: the eSIM data plan from your home country works here too, through roaming." in text_of(
+        visiting
+    )
+    assert "do not work there" not in visiting.text and "your provider" not in visiting.text
     unknown = await owner.http.get(page_of(NINE_ELEVEN), params={"country": "IS"})
     assert "Iceland: we have no data for this country yet" in text_of(unknown)
+    assert '<option value="IS" selected>Iceland (no data yet)</option>' in unknown.text
     wrong = await owner.http.get(page_of(NINE_ELEVEN), params={"country": "Mexico"})
     assert wrong.status_code == 400 and "Mexico is not a country code" in text_of(wrong)
 
@@ -110,9 +119,21 @@ async def test_the_status_block_shows_the_network_the_car_reported(
 
     async def on_edge() -> bool:
         fragment = await owner.http.get(f"{page_of(NINE_ELEVEN)}/status")
-        return 'data-network="EDGE"' in fragment.text and 'data-connection="online"' in fragment.text
+        return (
+            '<dd data-key="network" data-network="EDGE"' in fragment.text
+            and 'data-connection="online"' in (fragment.text)
+        )
 
     await eventually(on_edge, 20)
+    # The fragment brings the symbol section along (htmx out of band), so "your car now" moves with it.
+    fragment = await owner.http.get(f"{page_of(NINE_ELEVEN)}/status")
+    assert '<section id="symbol" class="card" data-section="symbol"' in fragment.text
+    assert 'hx-swap-oob="true"' in fragment.text
+    assert re.search(r'<li class="state now" data-key="symbol.edge"', fragment.text)
+    assert not re.search(r'<li class="state now" data-key="symbol.lte"', fragment.text)
+    assert fragment.text.count("now-badge") == 1
+    # "Last seen" carries its time zone, like the other pages (carlink.js shows it in the browser's zone).
+    assert re.search(r'<dd data-key="last_seen"><time datetime="[^"]+">[^<]+ UTC</time>', fragment.text)
     after = await owner.http.get(page_of(NINE_ELEVEN))
     assert re.search(r'<li class="state now" data-key="symbol.edge"', after.text)
     assert "symbol.lte" in after.text and not re.search(
@@ -129,14 +150,20 @@ async def test_the_guide_speaks_german_and_japanese_with_local_dates(
     assert (await owner.post("/account/language", {"language": "de"})).status_code == 303
     german = await owner.http.get(page_of(TAYCAN))
     assert "So geht dieses Fahrzeug online" in german.text
-    assert "Deutschland: Roaming ist verfügbar." in text_of(german)
+    assert "Im eigenen Land roamt das Fahrzeug nicht." in text_of(german)
+    assert "hx-swap-oob" not in german.text  # only the status fragment sends the symbol section out of band
+    france = await owner.http.get(page_of(TAYCAN), params={"country": "FR"})
+    assert "Frankreich: Roaming ist verfügbar." in text_of(france)
+    # German alphabetical order: Österreich under O, between Norwegen and Polen.
+    options = re.findall(r'<option value="([A-Z]{2})"', german.text)
+    assert options.index("NO") < options.index("AT") < options.index("PL")
     async with stack.db.session() as session:
         last_seen = await session.scalar(select(Vehicle.last_seen_at).where(Vehicle.vin == TAYCAN))
     assert last_seen is not None
     i18n.use("de")
-    expected = i18n.datetime(last_seen)
+    expected = i18n._("%(date)s, %(time)s UTC", date=i18n.date(last_seen), time=i18n.time(last_seen))
     i18n.use("en")
-    assert f">{expected}</time>" in german.text  # e.g. 26.11.2026, 07:30:00
+    assert f">{expected}</time>" in german.text  # e.g. 26.11.2026, 07:30:00 UTC
     wrong = await owner.http.get(page_of(TAYCAN), params={"country": "Paris"})
     assert wrong.status_code == 400
     assert "Paris ist kein Ländercode; verwenden Sie zwei Buchstaben wie FR" in text_of(wrong)
@@ -146,8 +173,11 @@ async def test_the_guide_speaks_german_and_japanese_with_local_dates(
     assert japanese.status_code == 200, japanese.text
     text = text_of(japanese)
     assert '<h2 id="connections-title">この車両のインターネット接続</h2>' in japanese.text
-    assert "日本：ローミングを利用できます。" in text
+    assert "お住まいの国ではローミングは使いません。" in text
+    assert "· 車台番号 <span" in text
+    # The car shows its menus in the language set in the car: the paths are translated, and the guide says so.
     assert "「設定 > デバイスマネージャー > オプション > モバイルデータ > ローミング」を開き" in text
+    assert "その言語での名称を探してください" in text
     stranger = browsers[world.STRANGER]
     assert (await stranger.post("/account/language", {"language": "ja"})).status_code == 303
     refused = await stranger.http.get(page_of(TAYCAN))
@@ -163,6 +193,7 @@ async def test_the_api_gives_the_guide_with_its_facts_in_the_callers_language(st
     body = (await owner.get(f"/api/v1/vehicles/{TAYCAN}/connectivity")).json()
     assert (body["connections"], body["esim_only"], body["roaming_automatic"]) == (["esim"], True, True)
     assert (body["country"], body["roaming_available"], body["traffic_coverage"]) == ("DE", True, "full")
+    assert (body["home_country"], body["abroad"]) == ("DE", False)
     assert body["privacy_scope"] == "all_services" and body["symbol_position"] == "top_right"
     assert body["connection"]["online"] is True and body["connection"]["network"] == "LTE"
     assert [s["key"] for s in body["sections"]] == [
@@ -180,6 +211,7 @@ async def test_the_api_gives_the_guide_with_its_facts_in_the_callers_language(st
     nine_eleven = (await owner.get(f"/api/v1/vehicles/{NINE_ELEVEN}/connectivity?country=IS")).json()
     assert nine_eleven["roaming_automatic"] is False and nine_eleven["roaming_menu"] == "phone_opt"
     assert nine_eleven["country_known"] is False and nine_eleven["traffic_coverage"] is None
+    assert (nine_eleven["home_country"], nine_eleven["abroad"]) == ("DE", True)
     wrong = await owner.get(f"/api/v1/vehicles/{NINE_ELEVEN}/connectivity?country=123")
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (400, "invalid_country")
 
@@ -197,3 +229,15 @@ async def test_the_api_gives_the_guide_with_its_facts_in_the_callers_language(st
         "code": "invalid_country",
         "message": "nihon は国コードではありません。FR のように英字 2 文字で指定してください",
     }
+
+
+async def test_a_home_country_without_data_stays_chosen_in_the_country_chooser(
+    stack: Stack, browsers: dict[str, Browser]
+) -> None:
+    async with stack.db.transaction() as session:
+        await session.execute(update(Account).where(Account.email == world.OWNER).values(country="IS"))
+    page = await browsers[world.OWNER].http.get(page_of(TAYCAN))
+    assert page.status_code == 200, page.text
+    assert '<option value="IS" selected>Iceland (no data yet)</option>' in page.text
+    assert page.text.count(" selected>") == 1
+    assert "Iceland: we have no data for this country yet" in text_of(page)

@@ -111,7 +111,7 @@ async def test_the_service_page_contacts_and_manuals_speak_japanese(stack: Stack
         refused = await api.post(
             f"/api/v1/vehicles/{world.JAPAN_CAR.vin}/appointments", json={"slot_id": 999999}
         )
-        assert error_of(refused) == (404, "slot_not_found", "この予約枠は存在しません")
+        assert error_of(refused) == (404, "slot_not_found", "この予約枠は存在しません。")
 
         contacts = await hanako.http.get("/contacts")
         assert "<h1>担当窓口</h1>" in contacts.text and "お客様はパートナーが担当します" in contacts.text
@@ -137,7 +137,7 @@ async def test_the_country_pages_and_api_speak_the_browsers_language(stack: Stac
         names = {row["code"]: row["name"] for row in countries.json()["countries"]}
         assert names["JP"] == "Japan" and names["AT"] == "Österreich"
         unknown = await anonymous.get("/api/v1/countries/ZZ", headers={"Accept-Language": "ja"})
-        assert error_of(unknown) == (404, "country_not_found", "carlinkではこの国を扱っていません")
+        assert error_of(unknown) == (404, "country_not_found", "carlinkではこの国を扱っていません。")
 
 
 async def test_the_privacy_page_its_dates_and_the_erasure_refusal_speak_german_and_japanese(
@@ -162,7 +162,7 @@ async def test_the_privacy_page_its_dates_and_the_erasure_refusal_speak_german_a
         assert 'data-code="password_wrong">Das ist nicht Ihr Passwort' in wrong.text
 
         refused = await hanako.post("/api/v1/me/privacy/erasure", json={"password": "not-the-password"})
-        assert error_of(refused) == (403, "password_wrong", "パスワードが正しくありません")
+        assert error_of(refused) == (403, "password_wrong", "パスワードが正しくありません。")
         exported = await hanako.get("/api/v1/me/export")
         summary = zipfile.ZipFile(io.BytesIO(exported.content)).read("summary.html").decode()
         assert '<html lang="ja">' in summary and "<h1>carlinkが保有するお客様のデータ</h1>" in summary

@@ -10,7 +10,6 @@ import httpx
 
 from carlink import i18n
 from carlink.demo import world
-from carlink.notify import service as notify
 from carlink.remote.rules import CommandState
 from carlink.web import pages
 from tests.support.portal import Browser
@@ -37,7 +36,7 @@ async def test_the_signin_page_and_its_error_follow_the_browsers_language(stack:
     assert german.status_code == 200 and "<h1>Mit Ihrer ID anmelden</h1>" in german.text
     assert '<html lang="de">' in german.text
     japanese = await stack.http.get("/", headers={"Accept": "text/html", **JAPANESE})
-    assert "<h1>あなたの車を、もっとつながる車に</h1>" in japanese.text
+    assert "<h1>愛車を、もっとつながる車に</h1>" in japanese.text
 
     refused = await wrong_password(stack, GERMAN)
     assert refused.status_code == 400 and "E-Mail-Adresse oder Passwort falsch" in refused.text
@@ -62,7 +61,7 @@ async def test_a_json_error_keeps_its_code_and_speaks_the_callers_language(stack
     assert missing.status_code == 404
     assert missing.json()["error"] == {
         "code": "vehicle_not_found",
-        "message": f"ガレージに車両 {TAYCAN} はありません",
+        "message": f"ガレージに車両 {TAYCAN} はありません。",
     }
 
 
@@ -122,10 +121,10 @@ async def test_choosing_german_under_login_and_security_changes_the_next_pages(s
 
 def test_a_stored_notification_speaks_its_readers_profile_language() -> None:
     title = "Wrong security codes were typed into %(vin)s"
-    german = notify.text_in("de", title, vin=TAYCAN)
+    german = i18n.translate("de", title, vin=TAYCAN)
     assert german == f"In {TAYCAN} wurden falsche Sicherheitscodes eingegeben"
-    assert notify.text_in("ja", title, vin=TAYCAN) == f"{TAYCAN} で誤ったセキュリティコードが入力されました"
-    assert notify.text_in(None, title, vin=TAYCAN) == f"Wrong security codes were typed into {TAYCAN}"
+    assert i18n.translate("ja", title, vin=TAYCAN) == f"{TAYCAN} で誤ったセキュリティコードが入力されました"
+    assert i18n.translate(None, title, vin=TAYCAN) == f"Wrong security codes were typed into {TAYCAN}"
 
 
 def test_every_state_of_a_remote_command_has_words_in_every_language() -> None:

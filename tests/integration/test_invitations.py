@@ -298,3 +298,23 @@ async def test_self_registration_only_where_the_country_allows_it(stack: Stack) 
 
         consent = await privacy.consent_state(session, account.id)
         assert consent is not None and not consent.granted
+
+
+async def test_an_id_registered_on_a_german_page_speaks_german(stack: Stack) -> None:
+    # The profile's language wins over the browser's once signed in, so registering must keep the page's.
+    stuttgart = await partner_id(stack, "DE-STR-01")
+    headers = {"Accept": "text/html", "Accept-Language": "de-DE,de;q=0.9"}
+    person = httpx.AsyncClient(base_url=stack.base_url, timeout=30, headers=headers)
+    try:
+        form = await person.get("/register")
+        choices = registration(stuttgart, form_token=form_token_of(form.text))
+        done = await person.post("/register", data={"email": "lena@example.com", "country": "DE", **choices})
+        assert done.status_code == 303, done.text
+        # Later, from an English browser: the ID's language, German.
+        garage = await person.get("/vehicles", headers={"Accept-Language": "en"})
+        assert '<html lang="de">' in garage.text and "Meine Fahrzeuge" in garage.text
+    finally:
+        await person.aclose()
+    async with stack.db.session() as session:
+        account = await identity.find_account(session, "lena@example.com")
+        assert account is not None and account.locale == "de"

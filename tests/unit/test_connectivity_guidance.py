@@ -10,10 +10,26 @@ import pytest
 from babel import Locale
 
 from carlink import i18n
-from carlink.connectivity.countries import COUNTRIES, TrafficCoverage, checked_country
+from carlink.connectivity.countries import (
+    COUNTRIES,
+    JA_READINGS,
+    TrafficCoverage,
+    checked_country,
+    country_choices,
+    country_name,
+)
 from carlink.connectivity.guidance import Guide, ItemKind, build_guide
 from carlink.errors import CarlinkError
-from carlink.protocol.catalogue import CATALOGUE, InfotainmentMenu, ModelProfile, PrivacyScope, profile
+from carlink.partners.manuals import digital_years, manual_for, models_with_manual
+from carlink.protocol.catalogue import (
+    CATALOGUE,
+    MENU_PATHS,
+    DataConnection,
+    InfotainmentMenu,
+    ModelProfile,
+    PrivacyScope,
+    profile,
+)
 from carlink.protocol.messages import Network
 
 SECTIONS = ["connections", "roaming", "data_off", "symbol", "privacy", "traffic"]
@@ -138,19 +154,21 @@ def test_the_guide_follows_the_profile_not_the_models_key() -> None:
 def test_the_country_decides_roaming_traffic_coverage_and_the_esim_plan() -> None:
     taycan = profile("taycan-1")
     germany = build_guide(taycan, model_year=2023, country="de").facts()
-    assert germany["country"] == "DE"
+    assert germany["country"] == germany["home_country"] == "DE" and germany["abroad"] is False
     assert (germany["roaming_available"], germany["traffic_coverage"], germany["esim_plan_offered"]) == (
         True,
         "full",
         True,
     )
-    mexico = build_guide(taycan, model_year=2023, country="MX")
-    assert mexico.facts()["roaming_available"] is False
+    mexico = build_guide(taycan, model_year=2023, country="MX", home_country="de")
+    assert mexico.facts()["roaming_available"] is False and mexico.facts()["abroad"] is True
     assert mexico.facts()["traffic_coverage"] == TrafficCoverage.NONE.value
     by_key = {i.key: i for s in mexico.sections for i in s.items}
     assert by_key["roaming.country"].kind is ItemKind.WARNING
     assert "Mexico: roaming is not available" in str(by_key["roaming.country"].text)
-    assert by_key["connections.esim_plan"].kind is ItemKind.WARNING  # eSIM-only and no plan there
+    assert (
+        by_key["connections.esim_plan"].kind is ItemKind.WARNING
+    )  # eSIM-only, and its plan cannot roam there
     assert "Mexico: real-time traffic is not offered here yet." in texts(mexico)
     # Everywhere: traffic data is not on every road (CON-5).
     assert "traffic.partial" in keys(mexico)
@@ -184,3 +202,169 @@ def test_a_country_that_is_not_two_letters_is_refused_in_the_persons_language() 
     assert refused.value.message == "France ist kein Ländercode; verwenden Sie zwei Buchstaben wie FR"
     i18n.use("ja")
     assert refused.value.message.startswith("France は国コードではありません")
+
+
+# --- finding 3 of the review: at home and abroad the guide never contradicts itself (CON-1, CON-2) ---------
+
+HOMES = ("DE", "PT", "MX", "IS")  # a plan sold and roaming; no plan sold; no roaming; no data
+
+
+def every_guide() -> Iterator[Guide]:
+    for model in CATALOGUE:
+        for year in years(model.years):
+            for country in [*COUNTRIES, "IS"]:
+                for home in (country, *HOMES):
+                    yield build_guide(model, model_year=year, country=country, home_country=home)
+
+
+def test_no_guide_says_the_car_does_not_work_in_a_country_where_it_says_roaming_is_available() -> None:
+    checked = 0
+    for guide in every_guide():
+        text = " ".join(texts(guide))
+        assert not ("do not work there" in text and "roaming is available" in text), (guide.facts(), text)
+        items = {item.key: item for section in guide.sections for item in section.items}
+        # Roaming in the guide's country matters only on a trip; at home the guide points to the chooser.
+        assert ("roaming.country" in items) is guide.abroad and ("roaming.trip" in items) is not guide.abroad
+        plan = items.get("connections.esim_plan")
+        if guide.abroad and guide.country is not None and plan is not None:
+            # Abroad the plan from home roams: whether one is sold in the visited country does not matter.
+            assert (plan.kind is ItemKind.WARNING) is (not guide.country.roaming), (
+                guide.facts(),
+                str(plan.text),
+            )
+            assert "is offered here" not in str(plan.text)
+        checked += 1
+    assert checked > 1000
+
+
+def test_an_esim_only_guide_gives_no_advice_about_a_provider_it_does_not_have() -> None:
+    for guide in every_guide():
+        has_own_plan = {DataConnection.INSERTED_SIM, DataConnection.PHONE_HOTSPOT} & set(
+            guide.model.data_connections
+        )
+        assert ("roaming.costs" in keys(guide)) is bool(has_own_plan)
+        if guide.model.esim_only:
+            assert not [t for t in texts(guide) if "provider" in t], guide.facts()
+
+
+def test_a_visiting_esim_car_is_told_that_its_home_plan_roams_and_a_car_at_home_whether_a_plan_is_sold() -> (
+    None
+):
+    taycan = profile("taycan-1")
+    visiting = texts(build_guide(taycan, model_year=2023, country="PT", home_country="DE"))
+    assert "Portugal: the eSIM data plan from your home country works here too, through roaming." in visiting
+    assert "Portugal: roaming is available." in visiting
+    assert "Data over the built-in eSIM's carlink plan has no roaming charges." in visiting
+    at_home = build_guide(taycan, model_year=2023, country="PT", home_country="PT")
+    plan = next(i for i in at_home.section("connections").items if i.key == "connections.esim_plan")
+    assert plan.kind is ItemKind.WARNING and "no eSIM data plan is offered here yet" in str(plan.text)
+    assert "roaming.trip" in keys(at_home) and "roaming is available" not in " ".join(texts(at_home))
+    stranded = texts(build_guide(taycan, model_year=2023, country="MX", home_country="DE"))
+    assert "Mexico: roaming is not available, so this car stays offline there." in stranded
+    sim_car = texts(build_guide(profile("911-8"), model_year=2021, country="MX", home_country="DE"))
+    assert any(
+        t.startswith("Mexico: roaming is not available; there, the car goes online only with")
+        for t in sim_car
+    )
+
+
+# --- finding 4: one table of menu paths for the guide and the owner's manual (VEH-1) ----------------------
+
+
+def manual_years(model: ModelProfile) -> list[int]:
+    found = digital_years(model)
+    assert found is not None
+    first, last = found
+    return list(range(first, (last or 2026) + 1))
+
+
+@pytest.mark.parametrize("language", ["en", "de", "ja"])
+def test_the_owners_manual_and_the_guide_name_the_same_menu_path_for_each_model_and_year(
+    language: str,
+) -> None:
+    i18n.use(language)
+    for model in models_with_manual():
+        for year in manual_years(model):
+            roaming, data = model.menu_paths(year)
+            guide = build_guide(model, model_year=year, country="DE")
+            manual = manual_for(model.key, model_year=year)
+            roaming_section = next(s for s in manual.sections if s.anchor == "roaming")
+            in_manual = " ".join(roaming_section.paragraphs)
+            in_guide = {item.key: str(item.text) for section in guide.sections for item in section.items}
+            assert (
+                i18n._(data.mobile_data) in in_manual
+                and i18n._(data.mobile_data) in in_guide["data_off.switch"]
+            )
+            if roaming is None:
+                assert "roaming.automatic" in in_guide and "roaming.enable" not in in_guide
+            else:
+                assert (
+                    i18n._(roaming.roaming) in in_manual
+                    and i18n._(roaming.roaming) in in_guide["roaming.enable"]
+                )
+            # No other family's path: both describe this year's screen only.
+            others = [paths for menu, paths in MENU_PATHS.items() if paths not in (roaming, data)]
+            for paths in others:
+                for path in (paths.roaming, paths.mobile_data):
+                    if path not in (data.mobile_data, getattr(roaming, "roaming", None)):
+                        assert i18n._(path) not in in_manual, (model.key, year, path)
+            # Both say that the car shows its menus in its own language.
+            assert "menu_names" in " ".join(in_guide) and len(roaming_section.paragraphs) >= 2
+
+
+def test_a_models_manual_that_spans_a_menu_change_shows_both_menus() -> None:
+    panamera = manual_for("panamera-2")
+    anchors = [s.anchor for s in panamera.sections]
+    assert "roaming" in anchors and "roaming-2020" in anchors
+    early = next(s for s in panamera.sections if s.anchor == "roaming")
+    late = next(s for s in panamera.sections if s.anchor == "roaming-2020")
+    assert early.title == "Roaming and mobile data (until 2019)"
+    assert "Device manager > Options > Data connection > Roaming" in " ".join(early.paragraphs)
+    assert "Settings > Device manager > Options > Mobile data > Roaming" in " ".join(late.paragraphs)
+    # A car's own manual follows its model year (model.menus), like its guide.
+    car = manual_for("panamera-2", "971AA1", 2021)
+    assert [s.anchor for s in car.sections].count("roaming") == 1
+    assert "Mobile data > Roaming" in " ".join(
+        next(s for s in car.sections if s.anchor == "roaming").paragraphs
+    )
+
+
+def test_the_menu_paths_are_shown_in_the_persons_language_and_say_so() -> None:
+    i18n.use("de")
+    guide = build_guide(profile("911-8"), model_year=2021, country="DE")
+    assert "Einstellungen > Geräteverwaltung > Optionen > Mobile Daten > Roaming" in " ".join(texts(guide))
+    assert any("in der Sprache Ihres Fahrzeugs" in t for t in texts(guide))
+    manual = manual_for("911-8", model_year=2021)
+    assert "in der Sprache Ihres Fahrzeugs" in " ".join(
+        next(s for s in manual.sections if s.anchor == "roaming").paragraphs
+    )
+
+
+# --- finding 11: the country chooser ------------------------------------------------------------------------
+
+
+def test_the_country_chooser_is_in_each_languages_alphabetical_order() -> None:
+    i18n.use("de")
+    german = [name for _code, name in country_choices()]
+    assert german.index("Norwegen") < german.index("Österreich") < german.index("Polen")
+    assert german.index("Schweiz") < german.index("Südafrika") < german.index("Taiwan")
+    i18n.use("ja")
+    japanese = [name for _code, name in country_choices()]
+    # Gojūon order by reading: 日本 (にほん) after ドイツ, 韓国 (かんこく) after カナダ.
+    assert japanese.index("ドイツ") < japanese.index("日本") < japanese.index("ニュージーランド")
+    assert japanese.index("カナダ") < japanese.index("韓国") < japanese.index("ギリシャ")
+    assert japanese.index("オーストラリア") < japanese.index("オランダ")
+
+
+def test_every_japanese_country_name_sorts_by_its_reading() -> None:
+    i18n.use("ja")
+    for code in COUNTRIES:
+        name = country_name(code)
+        assert code in JA_READINGS or "\u30a0" <= name[0] <= "\u30ff" or "\u3040" <= name[0] <= "\u309f", name
+
+
+def test_a_country_we_have_no_data_for_stays_in_the_chooser() -> None:
+    assert ("IS", "Iceland (no data yet)") in country_choices("is", "DE")
+    assert [code for code, _name in country_choices("DE")] == [code for code, _name in country_choices()]
+    i18n.use("ja")
+    assert ("IS", "アイスランド（情報はまだありません）") in country_choices("IS")

@@ -8,7 +8,8 @@ from typing import Any
 import jinja2
 import pytest
 
-from carlink.notify.emails import LANGUAGES, TEMPLATE_NAMES, TEMPLATES, render
+from carlink.i18n import LANGUAGES
+from carlink.notify.emails import TEMPLATE_NAMES, TEMPLATES, render
 
 VIN = "WP0ZZZY1ZPS100001"
 TERMS_BODY = "1. Scope\nThese terms apply to every connected service ordered in the carlink store.\n"

@@ -9,7 +9,8 @@ import pytest
 
 from carlink.help.articles import ArticleError, blocks, load_article, load_articles
 from carlink.help.requirements import REQUIREMENT_IDS, TOPICS
-from carlink.help.search import PG_DOCUMENT, bigrams, fts5_query, terms, tsquery
+from carlink.help.search import PG_DOCUMENT, Term, _from_text, bigrams, fts5_query, terms, tsquery
+from carlink.help.stopwords import STOP_WORDS
 from carlink.i18n import LANGUAGES
 
 REQUIREMENTS = Path(__file__).parents[2].parent / "shared" / "REQUIREMENTS.md"
@@ -108,7 +109,11 @@ def test_body_paragraphs_and_lists() -> None:
 
 
 def test_japanese_runs_become_bigrams_and_queries_become_quoted_terms() -> None:
-    assert bigrams("車両を解錠します。PIN") == "車両 両を を解 解錠 錠し しま ます"
+    # Each run ends with its last character alone: every character starts a gram (one-character queries).
+    assert bigrams("車両を解錠します。PIN") == "車両 両を を解 解錠 錠し しま ます す"
+    assert bigrams("鍵", "車の鍵") == "鍵 車の の鍵 鍵"
+    # A Latin word written against Japanese is one word to the tokenizers: it is stored on its own too.
+    assert bigrams("暗証PINを入力", "PIN code") == "暗証 証 PIN を入 入力 力"
     words = terms('解錠 "AND" NEAR( * -PIN) charging\x00')
     assert [(t.word, t.cjk) for t in words] == [
         ("解錠", True),
@@ -121,6 +126,39 @@ def test_japanese_runs_become_bigrams_and_queries_become_quoted_terms() -> None:
     assert tsquery(words, every=False) == "('解錠') | 'and':* | 'near':* | 'pin':* | 'charging':*"
     assert terms("\"'*()-:^ ") == [] and len(terms("word " * 100)) <= 12
     assert terms("x" * 500)[0].word == "x" * 200
+
+
+def test_a_one_character_japanese_query_is_a_prefix_of_the_grams_on_both_databases() -> None:
+    # REQ: HLP-1 — "鍵" or "車" alone finds the texts that contain it, wherever it stands in a run.
+    words = terms("鍵")
+    assert words == [Term("鍵", True)]
+    assert fts5_query(words) == 'bigrams : "鍵"*'
+    assert tsquery(words) == "'鍵':*"
+    assert tsquery(terms("車 解錠")) == "'車':* & ('解錠')"
+
+
+def test_queries_and_indexed_texts_are_nfkc_normalised() -> None:
+    # Full-width Latin from a Japanese input method, half-width katakana, full-width digits.
+    assert [(t.word, t.cjk) for t in terms("ＰＩＮ ｅＳＩＭ ﾛｰﾐﾝｸﾞ １２３")] == [
+        ("pin", False),
+        ("esim", False),
+        ("ローミング", True),
+        ("123", False),
+    ]
+    assert bigrams("ﾛｰﾐﾝｸﾞ") == bigrams("ローミング") == "ロー ーミ ミン ング グ"
+    # The snippet is cut from the text as written, found through its normal form.
+    snippet = _from_text("Geben Sie die ＰＩＮ ein.", terms("pin"))
+    assert snippet is not None and ("ＰＩＮ", True) in snippet
+
+
+def test_stop_words_are_dropped_from_queries_on_both_databases() -> None:
+    # PostgreSQL drops them from its English and German index; SQLite keeps every word. Dropping them from the
+    # query makes both find the same: nothing for a query of stop words only.
+    assert terms("it is the", "en") == [] and terms("Die der und", "de") == []
+    assert [t.word for t in terms("Die Passwort", "de")] == ["passwort"]
+    assert [t.word for t in terms("die", "en")] == ["die"]  # not an English stop word
+    assert [t.word for t in terms("の 車", "ja")] == ["の", "車"]  # Japanese keeps every word
+    assert {"it", "the"} <= STOP_WORDS["en"] and {"die", "und"} <= STOP_WORDS["de"]
 
 
 def test_the_migration_indexes_the_expressions_the_search_queries() -> None:

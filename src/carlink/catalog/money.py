@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from babel.numbers import format_currency, get_currency_precision
 
-SUPPORTED_LOCALES = {"ja": "ja_JP", "en": "en_GB", "de": "de_DE"}
+from carlink.i18n import BABEL_LOCALES
 
 
 def minor_digits(currency: str) -> int:
@@ -19,5 +19,5 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
 
 
 def format_money(amount_minor: int, currency: str, language: str = "en") -> str:
-    locale = SUPPORTED_LOCALES.get(language, "en_GB")
+    locale = BABEL_LOCALES.get(language, "en_GB")
     return format_currency(to_decimal(amount_minor, currency), currency, locale=locale)

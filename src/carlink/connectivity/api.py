@@ -37,6 +37,8 @@ class ConnectivityOut(BaseModel):
     connection: ConnectionOut
     privacy_mode: bool
     country: str = Field(description="ISO 3166 alpha-2 code the guide is for")
+    home_country: str = Field(description="the caller's own country (ISO 3166 alpha-2)")
+    abroad: bool = Field(description="true: the guide is for a trip to `country`")
     country_name: str
     country_known: bool = Field(description="false: we have no data for this country")
     connections: list[str] = Field(description="esim, inserted_sim, phone_hotspot")

@@ -8,6 +8,7 @@ guessing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,6 +16,7 @@ from babel import Locale
 
 from carlink import i18n
 from carlink.errors import CarlinkError
+from carlink.i18n import _
 
 _CODE = re.compile(r"[A-Za-z]{2}")
 
@@ -104,6 +106,40 @@ def country_name(code: str) -> str:
     return name or code.upper()
 
 
-def known_countries() -> list[tuple[str, str]]:
-    """(code, name) of every country in the table, sorted by name in the current language."""
-    return sorted(((code, country_name(code)) for code in COUNTRIES), key=lambda pair: pair[1])
+def country_choices(*also: str) -> list[tuple[str, str]]:
+    """(code, name) of every country in the table plus the codes in `also` that it lacks (a person's home
+    country we have no data for yet, so that the chooser can still show it as chosen), sorted by name."""
+    choices = {code: country_name(code) for code in COUNTRIES}
+    for code in also:
+        code = code.upper()
+        if code not in choices:
+            choices[code] = _("%(country)s (no data yet)", country=country_name(code))
+    return sorted(choices.items(), key=lambda pair: _collation_key(pair[0], pair[1]))
+
+
+# The readings of the Japanese country names CLDR writes in kanji, so that Japanese sorts them in gojūon
+# order with the katakana names (日本 under に, not after every katakana name). A test checks that every
+# Japanese name of the table starts with kana or has a reading here.
+JA_READINGS = {
+    "JP": "にほん",
+    "KR": "かんこく",
+    "TW": "たいわん",
+    "HK": "ちゅうかじんみんきょうわこくほんこんとくべつぎょうせいく",
+    "ZA": "みなみあふりか",
+    "CN": "ちゅうごく",
+}
+_HIRAGANA = range(0x3041, 0x3097)
+_KATAKANA_OFFSET = 0x60
+
+
+def _collation_key(code: str, name: str) -> str:
+    """A sort key close to each language's dictionary order without ICU: accents and case folded (de:
+    Österreich under O, Südafrika under S), and in Japanese the kana reading with hiragana as katakana and
+    voiced marks folded (ガ with カ): close to gojūon order."""
+    if i18n.current() == "ja":
+        name = JA_READINGS.get(code.upper(), name)
+        name = "".join(chr(ord(c) + _KATAKANA_OFFSET) if ord(c) in _HIRAGANA else c for c in name)
+        # The long-vowel mark lengthens the kana before it: オーストリア comes before オランダ.
+        name = name.replace("ー", "\u3000")
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()

@@ -5,8 +5,12 @@ of steps and facts. Every branch follows a field of the profile — its data con
 privacy scope, where its connection symbol sits — never a model's key, so a new model in the catalogue gets
 a correct guide without a line here.
 
-Texts are gettext messages (`Text`) translated when they are read, so one guide serves any language; menu
-paths are messages of their own, put into the sentences as values.
+Texts are gettext messages (`Text`) translated when they are read, so one guide serves any language. Menu
+paths come from the catalogue's one table (`carlink.protocol.catalogue.MENU_PATHS`, shared with the owner's
+manual) and are translated too: the car shows its menus in the language set in the car.
+
+A guide is for the person's home country or for a country they visit (CON-2): at home it says whether the
+car's eSIM plan is sold there; abroad, whether the car can roam there, because the plan from home roams.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from carlink.i18n import N_, _
 from carlink.protocol.catalogue import (
     DataConnection,
     InfotainmentMenu,
+    MenuPaths,
     ModelProfile,
     PrivacyScope,
     SymbolPosition,
@@ -87,9 +92,14 @@ class Guide:
     model_year: int | None
     country_code: str
     country: CountryConnectivity | None  # None: we have no data for this country
+    home_country_code: str  # the person's own country; another `country_code` is a trip abroad
     roaming_menu: InfotainmentMenu
     data_menu: InfotainmentMenu
     sections: tuple[Section, ...]
+
+    @property
+    def abroad(self) -> bool:
+        return self.country_code != self.home_country_code
 
     def section(self, key: str) -> Section:
         return next(section for section in self.sections if section.key == key)
@@ -109,6 +119,8 @@ class Guide:
             "privacy_scope": self.model.privacy_scope.value,
             "symbol_position": self.model.symbol_position.value,
             "country": self.country_code,
+            "home_country": self.home_country_code,
+            "abroad": self.abroad,
             "country_known": country is not None,
             "roaming_available": country.roaming if country else None,
             "traffic_coverage": country.traffic.value if country else None,
@@ -116,31 +128,8 @@ class Guide:
         }
 
 
-# --- menu paths, as the car shows them ---------------------------------------------------------------------
+# --- menu paths that are not per menu family (the family's own paths: catalogue.MENU_PATHS) -----------------
 
-_ROAMING_PATHS = {
-    InfotainmentMenu.PHONE_OPT: N_("PHONE > OPT > PHONE settings > Roaming"),
-    InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: N_(
-        "Device manager > Options > Data connection > Roaming"
-    ),
-    InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: N_(
-        "Settings > Device manager > Options > Mobile data > Roaming"
-    ),
-}
-_DATA_PATHS = {
-    InfotainmentMenu.PHONE_OPT: N_("PHONE > OPT > PHONE settings > Data connection > Data connection"),
-    InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: N_(
-        "Device manager > Options > Data connection > Data connection"
-    ),
-    InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: N_(
-        "Settings > Device manager > Options > Mobile data > Mobile data"
-    ),
-}
-# The older unit keeps the SIM card under PHONE; the newer ones under the device manager.
-_PIN_PHONE_OPT = N_("PHONE > OPT > PHONE settings > Phone > SIM card > Store PIN")
-_PIN_DEVICE_MANAGER = N_("Device manager > Options > Phone > SIM card > Store PIN")
-_HOTSPOT_PHONE_OPT = N_("PHONE > OPT > PHONE settings > Data connection")
-_HOTSPOT_DEVICE_MANAGER = N_("Device manager > Data connection")
 _PRIVACY_ALL_SERVICES_PATH = N_("Settings > Privacy and carlink settings > Privacy mode > All services")
 _MAP_PATH = N_("MAP > map settings > Real-time traffic")
 
@@ -150,32 +139,30 @@ _POSITIONS = {
 }
 
 
-def _pin_path(menu: InfotainmentMenu) -> str:
-    return _PIN_PHONE_OPT if menu is InfotainmentMenu.PHONE_OPT else _PIN_DEVICE_MANAGER
-
-
-def _hotspot_path(menu: InfotainmentMenu) -> str:
-    return _HOTSPOT_PHONE_OPT if menu is InfotainmentMenu.PHONE_OPT else _HOTSPOT_DEVICE_MANAGER
-
-
 # --- the guide ------------------------------------------------------------------------------------------
 
 
-def build_guide(model: ModelProfile, *, model_year: int | None, country: str) -> Guide:
-    """The guide for a car of `model` built in `model_year`, for use in `country` (ISO 3166 alpha-2)."""
+def build_guide(
+    model: ModelProfile, *, model_year: int | None, country: str, home_country: str | None = None
+) -> Guide:
+    """The guide for a car of `model` built in `model_year`, for use in `country` (ISO 3166 alpha-2) by a
+    person who lives in `home_country` (the same as `country` when not given)."""
     roaming_menu, data_menu = model.menus(model_year)
+    roaming_paths, data_paths = model.menu_paths(model_year)
     code = country.upper()
+    home = (home_country or code).upper()
     found = country_connectivity(code)
     place = CountryName(code)
+    abroad = code != home
     sections = (
-        _connections(model, data_menu, found, place),
-        _roaming(model, roaming_menu, found, place),
-        _data_off(model, data_menu),
+        _connections(model, data_paths, found, place, abroad),
+        _roaming(model, roaming_menu, roaming_paths, found, place, abroad),
+        _data_off(model, data_paths),
         _symbol(model),
         _privacy(model),
         _traffic(model, found, place),
     )
-    return Guide(model, model_year, code, found, roaming_menu, data_menu, sections)
+    return Guide(model, model_year, code, found, home, roaming_menu, data_menu, sections)
 
 
 def _step(key: str, message: str, **values: Value) -> Item:
@@ -203,7 +190,11 @@ def _no_data(key: str, place: CountryName) -> Item:
 
 
 def _connections(
-    model: ModelProfile, menu: InfotainmentMenu, country: CountryConnectivity | None, place: CountryName
+    model: ModelProfile,
+    paths: MenuPaths,
+    country: CountryConnectivity | None,
+    place: CountryName,
+    abroad: bool,
 ) -> Section:
     ways = model.data_connections
     if len(ways) == 1:
@@ -217,11 +208,11 @@ def _connections(
             )
         ]
     if DataConnection.ESIM in ways:
-        items += _esim(model, country, place)
+        items += _esim(model, country, place, abroad)
     if DataConnection.INSERTED_SIM in ways:
-        items += _inserted_sim(menu)
+        items += _inserted_sim(paths)
     if DataConnection.PHONE_HOTSPOT in ways:
-        items += _hotspot(menu)
+        items += _hotspot(paths)
     if DataConnection.ESIM in ways and DataConnection.INSERTED_SIM in ways:
         # REQ: CON-1 — the unit cannot carry eSIM data and inserted-SIM telephony at once.
         items.append(
@@ -243,10 +234,22 @@ def _connections(
                 ),
             )
         )
+    # The car shows its menus in the language set in the car; the paths here are translated to match.
+    items.append(
+        _fact(
+            "connections.menu_names",
+            N_(
+                "This guide gives menu names in its own language. The car shows its menus in the language "
+                "set in the car, so if that is another one, look for the names in your car's language."
+            ),
+        )
+    )
     return Section("connections", Text(N_("How this car goes online")), tuple(items))
 
 
-def _esim(model: ModelProfile, country: CountryConnectivity | None, place: CountryName) -> list[Item]:
+def _esim(
+    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: bool
+) -> list[Item]:
     items = [
         _fact(
             "connections.esim",
@@ -268,40 +271,69 @@ def _esim(model: ModelProfile, country: CountryConnectivity | None, place: Count
         )
     if country is None:
         items.append(_no_data("connections.esim_plan", place))
-    elif country.esim_plan:
-        items.append(
-            _fact(
-                "connections.esim_plan",
-                N_("%(country)s: an eSIM data plan is offered here; buy it in the carlink store."),
-                country=place,
-            )
-        )
-    elif model.esim_only:
-        items.append(
-            _warning(
-                "connections.esim_plan",
-                N_(
-                    "%(country)s: no eSIM data plan is offered here yet, and this model has no other way "
-                    "online, so its connected services do not work there."
-                ),
-                country=place,
-            )
-        )
+    elif abroad:
+        items.append(_esim_abroad(model, country, place))
     else:
-        items.append(
-            _warning(
-                "connections.esim_plan",
-                N_(
-                    "%(country)s: no eSIM data plan is offered here yet; use a SIM card of your own or your "
-                    "phone's hotspot there."
-                ),
-                country=place,
-            )
-        )
+        items.append(_esim_at_home(model, country, place))
     return items
 
 
-def _inserted_sim(menu: InfotainmentMenu) -> list[Item]:
+def _esim_at_home(model: ModelProfile, country: CountryConnectivity, place: CountryName) -> Item:
+    """At home the question is whether the eSIM's data plan is sold here (CON-1)."""
+    if country.esim_plan:
+        return _fact(
+            "connections.esim_plan",
+            N_("%(country)s: an eSIM data plan is offered here; buy it in the carlink store."),
+            country=place,
+        )
+    if model.esim_only:
+        return _warning(
+            "connections.esim_plan",
+            N_(
+                "%(country)s: no eSIM data plan is offered here yet, and this model has no other way "
+                "online, so its connected services do not work there."
+            ),
+            country=place,
+        )
+    return _warning(
+        "connections.esim_plan",
+        N_(
+            "%(country)s: no eSIM data plan is offered here yet; use a SIM card of your own or your "
+            "phone's hotspot there."
+        ),
+        country=place,
+    )
+
+
+def _esim_abroad(model: ModelProfile, country: CountryConnectivity, place: CountryName) -> Item:
+    """Abroad the plan bought at home roams (CON-2): whether a plan is sold in the visited country does not
+    matter, whether roaming is available there does."""
+    if country.roaming:
+        return _fact(
+            "connections.esim_plan",
+            N_("%(country)s: the eSIM data plan from your home country works here too, through roaming."),
+            country=place,
+        )
+    if model.esim_only:
+        return _warning(
+            "connections.esim_plan",
+            N_(
+                "%(country)s: roaming is not available, so the eSIM data plan from your home country does "
+                "not work here; this model has no other way online and stays offline there."
+            ),
+            country=place,
+        )
+    return _warning(
+        "connections.esim_plan",
+        N_(
+            "%(country)s: roaming is not available, so the eSIM data plan from your home country does not "
+            "work here; use a local SIM card of your own or your phone's hotspot there."
+        ),
+        country=place,
+    )
+
+
+def _inserted_sim(paths: MenuPaths) -> list[Item]:
     return [
         _step(
             "connections.sim",
@@ -310,7 +342,7 @@ def _inserted_sim(menu: InfotainmentMenu) -> list[Item]:
         _step(
             "connections.sim_pin",
             N_("So that the car does not ask for the SIM card's PIN at every start, store it: %(path)s."),
-            path=Text(_pin_path(menu)),
+            path=Text(paths.sim_pin),
         ),
         _step(
             "connections.sim_apn",
@@ -318,18 +350,18 @@ def _inserted_sim(menu: InfotainmentMenu) -> list[Item]:
                 "If your provider names an access point (APN) for data, enter it in the data connection "
                 "settings (%(path)s). Not sure which one? Your provider will tell you."
             ),
-            path=Text(_DATA_PATHS.get(menu, _HOTSPOT_DEVICE_MANAGER)),
+            path=Text(paths.mobile_data),
         ),
     ]
 
 
-def _hotspot(menu: InfotainmentMenu) -> list[Item]:
+def _hotspot(paths: MenuPaths) -> list[Item]:
     return [
         _step("connections.hotspot", N_("Your phone's WiFi hotspot: switch the hotspot on in your phone.")),
         _step(
             "connections.hotspot_search",
             N_("In the car, open %(path)s or tap the connection symbol; the car looks for hotspots nearby."),
-            path=Text(_hotspot_path(menu)),
+            path=Text(paths.hotspot),
         ),
         _step(
             "connections.hotspot_password",
@@ -344,9 +376,14 @@ def _hotspot(menu: InfotainmentMenu) -> list[Item]:
 
 
 def _roaming(
-    model: ModelProfile, menu: InfotainmentMenu, country: CountryConnectivity | None, place: CountryName
+    model: ModelProfile,
+    menu: InfotainmentMenu,
+    paths: MenuPaths | None,
+    country: CountryConnectivity | None,
+    place: CountryName,
+    abroad: bool,
 ) -> Section:
-    if menu is InfotainmentMenu.AUTOMATIC:
+    if paths is None:
         items = [
             _fact(
                 "roaming.automatic",
@@ -358,7 +395,7 @@ def _roaming(
             _step(
                 "roaming.enable",
                 N_("Before you drive abroad, open %(path)s and tick “Enable roaming”."),
-                path=Text(_ROAMING_PATHS[menu]),
+                path=Text(paths.roaming),
             ),
             _fact(
                 "roaming.off_by_default",
@@ -372,29 +409,21 @@ def _roaming(
                 N_("Depending on the model year, the device manager is under Settings or under Devices."),
             )
         )
-    if country is None:
-        items.append(_no_data("roaming.country", place))
-    elif country.roaming:
-        items.append(_fact("roaming.country", N_("%(country)s: roaming is available."), country=place))
-    else:
+    items.append(_roaming_here(model, country, place, abroad))
+    ways = model.data_connections
+    if DataConnection.INSERTED_SIM in ways or DataConnection.PHONE_HOTSPOT in ways:
+        # REQ: CON-2 — the cloud warns about roaming costs; they come from a SIM card or phone plan of the
+        # person's own, so an eSIM-only car gets no advice about "your provider".
         items.append(
             _warning(
-                "roaming.country",
-                N_("%(country)s: roaming is not available, so a car from abroad stays offline there."),
-                country=place,
+                "roaming.costs",
+                N_(
+                    "Roaming can cost extra, depending on your mobile plan and the country you visit. Ask "
+                    "your provider for an all-inclusive roaming option before you travel."
+                ),
             )
         )
-    # REQ: CON-2 — the cloud warns about roaming costs.
-    items.append(
-        _warning(
-            "roaming.costs",
-            N_(
-                "Roaming can cost extra, depending on your mobile plan and the country you visit. Ask your "
-                "provider for an all-inclusive roaming option before you travel."
-            ),
-        )
-    )
-    if DataConnection.ESIM in model.data_connections:
+    if DataConnection.ESIM in ways:
         items.append(
             _fact(
                 "roaming.esim_no_charges",
@@ -404,16 +433,46 @@ def _roaming(
     return Section("roaming", Text(N_("Roaming abroad")), tuple(items))
 
 
-def _data_off(model: ModelProfile, menu: InfotainmentMenu) -> Section:
-    items = []
-    if menu in _DATA_PATHS:
-        items.append(
-            _step(
-                "data_off.switch",
-                N_("To switch mobile data off, open %(path)s and choose Off."),
-                path=Text(_DATA_PATHS[menu]),
-            )
+def _roaming_here(
+    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: bool
+) -> Item:
+    """Roaming in the guide's country matters only on a trip; at home, point to the country chooser."""
+    if not abroad:
+        return _fact(
+            "roaming.trip",
+            N_(
+                "At home the car does not roam. Planning a trip? Choose the country you will visit to see "
+                "whether the car can roam there."
+            ),
         )
+    if country is None:
+        return _no_data("roaming.country", place)
+    if country.roaming:
+        return _fact("roaming.country", N_("%(country)s: roaming is available."), country=place)
+    if model.esim_only:
+        return _warning(
+            "roaming.country",
+            N_("%(country)s: roaming is not available, so this car stays offline there."),
+            country=place,
+        )
+    return _warning(
+        "roaming.country",
+        N_(
+            "%(country)s: roaming is not available; there, the car goes online only with a local SIM card "
+            "or your phone's hotspot."
+        ),
+        country=place,
+    )
+
+
+def _data_off(model: ModelProfile, paths: MenuPaths) -> Section:
+    items = [
+        _step(
+            "data_off.switch",
+            N_("To switch mobile data off, open %(path)s and choose Off."),
+            path=Text(paths.mobile_data),
+        )
+    ]
     if model.privacy_scope is PrivacyScope.ALL_SERVICES:
         items.append(
             _step(

@@ -34,5 +34,5 @@ async def connectivity_of(
         raise
     home = account.country.upper()
     chosen = checked_country(country) if country else home
-    guide = build_guide(entry.model, model_year=entry.vehicle.model_year, country=chosen)
+    guide = build_guide(entry.model, model_year=entry.vehicle.model_year, country=chosen, home_country=home)
     return ConnectivityView(entry, guide, home)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, vehicle_not_found
 from carlink.garage.models import Vehicle, VehicleUser
+from carlink.i18n import _
 from carlink.identity.models import Account
 from carlink.identity.service import find_account, set_pin
 from carlink.protocol.catalogue import ModelProfile, Variant, profile
@@ -45,7 +46,10 @@ def checked_vin(raw: str) -> str:
     try:
         return normalise_vin(raw)
     except InvalidVin as exc:
-        raise CarlinkError(str(exc), code="invalid_vin") from exc
+        # protocol.vin's own reason is English (the car's side has no catalogue): say it in ours.
+        raise CarlinkError(
+            "a VIN has 17 characters: digits and capital letters except I, O and Q", code="invalid_vin"
+        ) from exc
 
 
 async def register_vehicle(
@@ -69,7 +73,7 @@ async def register_vehicle(
         raise CarlinkError(
             "%(model)s was not built in %(year)s",
             code="invalid_year",
-            model=f"{model.line} {model.generation}",
+            model=f"{model.line} {_(model.generation)}",
             year=model_year,
         )
     taken = Conflict("vehicle %(vin)s is registered already", code="vehicle_exists", vin=vin)

@@ -1,22 +1,32 @@
-"""The help centre over JSON (public): search and one article, in a language of ours (HLP-1)."""
+"""The help centre over JSON (public): search and one article, in a language of ours (HLP-1).
+
+The language is the caller's profile language when a bearer token or a portal session comes with the
+request, as everywhere in /api/v1 (identity.access); else the `lang` parameter; else Accept-Language. A bad
+or expired bearer token is refused (401) as on the rest of the API rather than silently ignored.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import i18n
 from carlink.help import service
 from carlink.help.articles import blocks
 from carlink.help.search import MAX_LIMIT, MAX_QUERY, search
-from carlink.identity.access import platform_of
+from carlink.identity.access import bearer_caller, cookie_caller, platform_of
 
 router = APIRouter(prefix="/api/v1/help", tags=["help"])
 
 
-def _language(lang: str | None) -> str:
-    return i18n.supported(lang) or i18n.current()
+async def _language(request: Request, session: AsyncSession, lang: str | None) -> str:
+    """The language of the answer, also made the language of its error messages."""
+    caller = await bearer_caller(request, session) or await cookie_caller(request, session)
+    if caller is not None:
+        return i18n.use(caller.account.locale)
+    return i18n.use(i18n.supported(lang) or i18n.current())
 
 
 @router.get("/search")
@@ -27,8 +37,8 @@ async def search_articles(
     limit: int = Query(10, ge=1, le=MAX_LIMIT),
 ) -> dict[str, Any]:
     """Articles matching `q` (at most 200 characters are read), best first, each with a snippet."""
-    language = _language(lang)
     async with platform_of(request).db.session() as session:
+        language = await _language(request, session, lang)
         hits = await search(session, language, q, limit=limit)
     return {
         "language": language,
@@ -51,8 +61,8 @@ async def search_articles(
 
 @router.get("/articles/{slug}")
 async def get_article(request: Request, slug: str, lang: str | None = None) -> dict[str, Any]:
-    language = _language(lang)
     async with platform_of(request).db.session() as session:
+        language = await _language(request, session, lang)
         row = await service.article(session, slug, language)
     return {
         "slug": row.slug,

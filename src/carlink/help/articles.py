@@ -29,6 +29,9 @@ LINK = re.compile(
 VIN_PLACEHOLDER = "{vin}"
 # The search marks its hits with these; an article must not contain them (help.search).
 RESERVED_CHARACTERS = ("\u27ea", "\u27eb")
+# Part of every content hash: raise it when what is stored for the search changes (help.search: the
+# normalisation, the bigrams), so that the next start rewrites every row and its index entries.
+INDEX_FORMAT = 2
 MAX_TITLE = 120
 MAX_SUMMARY = 300
 
@@ -61,7 +64,7 @@ class Article:
     def content_hash(self, language: str) -> str:
         """Changes whenever anything stored for this article in `language` changes."""
         text = self.texts[language]
-        content = [self.slug, language, self.topic, self.order, self.link, list(self.covers)]
+        content = [INDEX_FORMAT, self.slug, language, self.topic, self.order, self.link, list(self.covers)]
         content += [getattr(text, key) for key in TEXT_KEYS]
         return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
 

@@ -19,7 +19,7 @@ from carlink.errors import NotFound
 from carlink.help.articles import Article, load_articles
 from carlink.help.models import HelpArticle
 from carlink.help.requirements import TOPICS
-from carlink.help.search import bigrams
+from carlink.help.search import bigrams, normalise
 
 
 async def ensure_help_articles(session: AsyncSession, articles: tuple[Article, ...] | None = None) -> int:
@@ -59,7 +59,8 @@ async def ensure_help_articles(session: AsyncSession, articles: tuple[Article, .
         await session.delete(row)
     await session.flush()
     if session.get_bind().dialect.name == "sqlite":
-        # PostgreSQL's expression indexes follow the table by themselves; SQLite's FTS5 table is ours to keep.
+        # PostgreSQL's expression indexes follow the table by themselves; SQLite's FTS5 table is ours to keep,
+        # with the texts NFKC-normalised as PostgreSQL's index expressions normalise them (help.search).
         for row in [*gone, *changed]:
             await session.execute(text("DELETE FROM help_search WHERE rowid = :id"), {"id": row.id})
         for row in changed:
@@ -70,9 +71,9 @@ async def ensure_help_articles(session: AsyncSession, articles: tuple[Article, .
                 ),
                 {
                     "id": row.id,
-                    "title": row.title,
-                    "summary": row.summary,
-                    "body": row.body,
+                    "title": normalise(row.title),
+                    "summary": normalise(row.summary),
+                    "body": normalise(row.body),
                     "bigrams": row.bigrams,
                 },
             )

@@ -17,12 +17,12 @@ from babel.dates import format_date
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.catalog.money import SUPPORTED_LOCALES
+from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound, TooManyRequests
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
-from carlink.i18n import N_
+from carlink.i18n import BABEL_LOCALES, N_, _
 from carlink.identity import service as identity
 from carlink.identity.models import Account, Invitation, InvitationRequest
 from carlink.notify import service as notify
@@ -31,7 +31,6 @@ from carlink.partners.models import Partner, Sale
 from carlink.protocol.catalogue import ModelProfile, profile
 from carlink.settings import Settings
 
-LANGUAGES = ("en", "de", "ja")
 EXPIRED = "invitation_expired"
 USED = "invitation_used"
 # REQ: ACC-4 — the same sentence whether or not the address is invited.
@@ -107,14 +106,14 @@ def _checked_model(model_key: str, variant_code: str) -> ModelProfile:
         raise CarlinkError(
             "choose a variant of the %(model)s from the list",
             code="invalid_variant",
-            model=f"{model.line} {model.generation}",
+            model=f"{model.line} {_(model.generation)}",
         ) from None
     return model
 
 
 def _language(raw: str) -> str:
     language = raw.strip().lower()
-    if language not in LANGUAGES:
+    if language not in i18n.LANGUAGES:
         raise CarlinkError("choose English, German or Japanese", code="invalid_language")
     return language
 
@@ -266,13 +265,13 @@ async def _tell_those_who_left(session: AsyncSession, vehicle: Vehicle, account_
             session,
             account_id=account_id,
             kind="vehicle_left",
-            title=notify.text_in(
+            title=i18n.translate(
                 language,
                 N_("%(car)s (%(vin)s) has a new owner and has left your profile"),
                 car=vehicle_name(vehicle),
                 vin=vehicle.vin,
             ),
-            body=notify.text_in(
+            body=i18n.translate(
                 language, N_("The car was sold. Its remaining contracts stay with the car for the new owner.")
             ),
             dedupe_key=f"vehicle-{vehicle.id}-left-{account_id}-{utcnow().isoformat()}",
@@ -307,7 +306,7 @@ async def _invite(
 
     # The last day the link works, as the buyer's calendar shows it.
     last_day = invitation.expires_at.astimezone(zone_of(country)).date()
-    expires = format_date(last_day, format="long", locale=SUPPORTED_LOCALES[language])
+    expires = format_date(last_day, format="long", locale=BABEL_LOCALES[language])
     await notify.send_email(
         session,
         to=sale.buyer_email,

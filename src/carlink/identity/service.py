@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, Locked, TooManyRequests, Unauthorised
 from carlink.identity.captcha import LIFETIME as CAPTCHA_LIFETIME
@@ -116,11 +117,17 @@ async def create_account(
 async def register(
     session: AsyncSession, settings: Settings, *, email: str, password: str, country: str, display_name: str
 ) -> Account:
-    """Self-registration, only in countries configured for it (ACC-3); elsewhere a dealer invites."""
+    """Self-registration, only in countries configured for it (ACC-3); elsewhere a dealer invites. The ID
+    speaks the language the person registered in (the page's), until they choose another."""
     country = check_self_registration(settings, country)
     await check_email_free(session, email)
     return await create_account(
-        session, email=email, password=password, country=country, display_name=display_name
+        session,
+        email=email,
+        password=password,
+        country=country,
+        display_name=display_name,
+        locale=i18n.current(),
     )
 
 

@@ -11,6 +11,7 @@ from typing import cast
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, NotFound
 from carlink.garage import service as garage
@@ -204,12 +205,12 @@ async def _check_security_code(session: AsyncSession, vehicle: Vehicle, code: st
                 session,
                 account_id=main_id,
                 kind="security_code_locked",
-                title=notify.text_in(
+                title=i18n.translate(
                     main.locale if main is not None else None,
                     N_("Wrong security codes were typed into %(vin)s"),
                     vin=vehicle.vin,
                 ),
-                body=notify.text_in(
+                body=i18n.translate(
                     main.locale if main is not None else None,
                     N_(
                         "After %(failures)s wrong security codes in a row, logging in with the code is "

@@ -14,11 +14,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
+from carlink import i18n
+from carlink.i18n import DEFAULT_LANGUAGE
+
 TEMPLATES = Path(__file__).parent / "templates"
-LANGUAGES = ("en", "de", "ja")
-DEFAULT_LANGUAGE = "en"
+
 # Every mail carlink sends: the English templates name them; tests/unit/test_emails.py checks that each
-# has a template in every language of LANGUAGES.
+# has a template in every language of carlink.i18n.LANGUAGES.
 TEMPLATE_NAMES = frozenset(
     path.stem for path in (TEMPLATES / DEFAULT_LANGUAGE).glob("*.txt") if not path.stem.startswith("_")
 )
@@ -46,8 +48,7 @@ class RenderedEmail:
 
 def mail_language(language: str) -> str:
     """The language a mail is written in: ``de-AT`` and ``de_DE`` give ``de``; others give English."""
-    primary = language.strip().lower().replace("_", "-").split("-", 1)[0]
-    return primary if primary in LANGUAGES else DEFAULT_LANGUAGE
+    return i18n.supported(language) or DEFAULT_LANGUAGE
 
 
 def render(template: str, language: str, context: dict[str, Any]) -> RenderedEmail:

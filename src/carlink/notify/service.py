@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink import i18n
 from carlink.db.base import utcnow
 from carlink.errors import NotFound
 from carlink.notify.emails import render
@@ -56,14 +55,6 @@ async def send_email(
         )
     await session.flush()
     return row
-
-
-def text_in(language: str | None, message: str, **values: Any) -> str:
-    """`message` (marked with `N_`) in a person's own profile language rather than the request's: a
-    notification is stored once and read later by that person."""
-    chosen = i18n.supported(language) or i18n.DEFAULT_LANGUAGE
-    text = i18n.translations(chosen).ugettext(message)
-    return text % values if values else text
 
 
 async def notify(

@@ -22,12 +22,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carlink.catalog.money import SUPPORTED_LOCALES
 from carlink.db.base import Database, utcnow
 from carlink.errors import CarlinkError, Conflict, NotFound, vehicle_not_found
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
 from carlink.garage.service import GarageEntry
+from carlink.i18n import BABEL_LOCALES
 from carlink.identity.models import Account
 from carlink.notify import service as notify
 from carlink.partners import dealers, recalls
@@ -83,7 +83,7 @@ def local_time(moment: dt.datetime, country_code: str) -> dt.datetime:
 def time_label(moment: dt.datetime, country_code: str, language: str = "en") -> str:
     """``25 Nov 2026, 09:00 (Europe/Berlin)``: a slot as the workshop's clock shows it."""
     zone = zone_of(country_code)
-    locale = SUPPORTED_LOCALES.get(language, SUPPORTED_LOCALES["en"])
+    locale = BABEL_LOCALES.get(language, BABEL_LOCALES["en"])
     local = moment.astimezone(zone)
     day = format_date(local.date(), format="medium", locale=locale)
     return f"{day}, {format_time(local.time(), format='short', locale=locale)} ({zone.key})"

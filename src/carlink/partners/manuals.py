@@ -14,7 +14,6 @@ from carlink.protocol.catalogue import (
     CATALOGUE,
     DataConnection,
     Engine,
-    InfotainmentMenu,
     ModelProfile,
     PrivacyScope,
     SymbolPosition,
@@ -31,12 +30,6 @@ _CONNECTIONS = {
     DataConnection.PHONE_HOTSPOT: N_(
         "Your phone's hotspot: connect the car to it like any other WiFi network."
     ),
-}
-# The car's own menu names, as its screen shows them: not translated here.
-_MENUS = {
-    InfotainmentMenu.PHONE_OPT: "PHONE > OPT > PHONE settings",
-    InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: "Device manager > Options > Data connection",
-    InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: "Settings > Device manager > Mobile data",
 }
 _SYMBOL = {
     SymbolPosition.TOP_RIGHT: N_("The connection symbol is at the top right of the infotainment screen."),
@@ -130,15 +123,15 @@ def manual_for(model_key: str, variant_code: str | None = None, model_year: int 
         year_text = f"{years[0]}–{years[1]}" if years[1] else _("from %(year)s", year=years[0])
     else:
         year_text = ""
-    title = variants[0].name if variant_code else f"{model.line} {model.generation}"
-    return Manual(model, title, year_text, _sections(model, variants))
+    title = variants[0].name if variant_code else f"{model.line} {_(model.generation)}"
+    return Manual(model, title, year_text, _sections(model, variants, model_year))
 
 
-def _sections(model: ModelProfile, variants: list[Variant]) -> list[ManualSection]:
+def _sections(model: ModelProfile, variants: list[Variant], model_year: int | None) -> list[ManualSection]:
     return [
         _about(model, variants),
         _data_connection(model),
-        _roaming(model),
+        *_roaming(model, model_year),
         _symbol(model),
         _sign_in(model),
         _privacy(model),
@@ -156,7 +149,7 @@ def _about(model: ModelProfile, variants: list[Variant]) -> ManualSection:
                 "This manual covers the connected services of the %(model)s (%(code)s). It is made from the "
                 "same model catalogue carlink uses to decide what your car can do, so it always matches the "
                 "portal and the app.",
-                model=f"{model.line} {model.generation}",
+                model=f"{model.line} {_(model.generation)}",
                 code=model.generation_code,
             ),
             _(
@@ -184,23 +177,55 @@ def _data_connection(model: ModelProfile) -> ManualSection:
     )
 
 
-def _roaming(model: ModelProfile) -> ManualSection:
+def _roaming(model: ModelProfile, model_year: int | None) -> list[ManualSection]:
+    """Where roaming and data are switched, with the paths of the catalogue's one table (the connectivity
+    guide names the same ones). A model's manual whose years span a menu change gets a section per menu."""
+    if model_year is not None:
+        return [
+            ManualSection("roaming", _("Roaming and mobile data"), _roaming_paragraphs(model, model_year))
+        ]
+    first, last = digital_years(model) or model.years
+    change = model.newer_menu[0] if model.newer_menu else None
+    if change is None or change <= first or (last is not None and change > last):
+        return [ManualSection("roaming", _("Roaming and mobile data"), _roaming_paragraphs(model, first))]
+    return [
+        ManualSection(
+            "roaming",
+            _("Roaming and mobile data (until %(year)s)", year=change - 1),
+            _roaming_paragraphs(model, change - 1),
+        ),
+        ManualSection(
+            f"roaming-{change}",
+            _("Roaming and mobile data (from %(year)s)", year=change),
+            _roaming_paragraphs(model, change),
+        ),
+    ]
+
+
+def _roaming_paragraphs(model: ModelProfile, model_year: int | None) -> list[str]:
+    roaming, data = model.menu_paths(model_year)
     paragraphs = []
-    if model.roaming_automatic:
+    if roaming is None:
         paragraphs.append(_("Roaming abroad needs no setting: the car switches it on by itself."))
     else:
         paragraphs.append(
             _(
                 "To use mobile data abroad, switch on data roaming in %(menu)s. Roaming is off when the car "
                 "leaves the factory.",
-                menu=_MENUS[model.roaming_menu],
+                menu=_(roaming.roaming),
             )
         )
-    if model.data_menu in _MENUS:
-        paragraphs.append(
-            _("Mobile data as a whole is switched on and off in %(menu)s.", menu=_MENUS[model.data_menu])
+    paragraphs.append(
+        _("Mobile data as a whole is switched on and off in %(menu)s.", menu=_(data.mobile_data))
+    )
+    # The car shows its menus in the language set in the car; the paths are translated to match.
+    paragraphs.append(
+        _(
+            "The menu names are given in the language of this manual; the car shows them in the language set "
+            "in the car, so look for the names in your car's language."
         )
-    return ManualSection("roaming", _("Roaming and mobile data"), paragraphs)
+    )
+    return paragraphs
 
 
 def _symbol(model: ModelProfile) -> ManualSection:

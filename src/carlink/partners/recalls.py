@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Select, func, insert, literal, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.db.base import UTCDateTime, add_unique, utcnow
 from carlink.errors import CarlinkError, Conflict, NotFound
 from carlink.garage import service as garage
@@ -37,7 +38,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     BOOKED: frozenset({OPEN, DONE}),
     DONE: frozenset(),
 }
-LANGUAGES = ("en", "de", "ja")
+LANGUAGES = i18n.LANGUAGES  # a recall's title and description in each
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{1,23}")
 MODEL_KEYS = tuple(model.key for model in CATALOGUE)
 # Owners told in the operator's request at most; more are told by the jobs role in batches this size.
@@ -89,10 +90,9 @@ def checked(draft: RecallDraft) -> RecallDraft:
             vins.append(normalise_vin(raw))
         except InvalidVin as error:
             raise CarlinkError(
-                "%(vin)s is not a valid VIN (%(reason)s)",
+                "%(vin)s is not a valid VIN: 17 characters, digits and capital letters except I, O and Q",
                 code="invalid_vin",
                 vin=raw.strip()[:17],
-                reason=str(error),
             ) from error
     if not draft.model_keys and not vins:
         raise CarlinkError("choose the affected models or list the VINs", code="recall_scope_missing")

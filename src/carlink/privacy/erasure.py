@@ -160,14 +160,15 @@ async def _open(
     await session.flush()
     if account.deleted_at is None:
         # A deleted ID can no longer sign in to read its notification centre.
-        catalogue = i18n.translations(i18n.supported(account.locale) or i18n.DEFAULT_LANGUAGE)
         await notify(
             session,
             account_id=account.id,
             kind="erasure_requested",
             # Stored as text, in the person's profile language (an operator may be the one asking).
-            title=catalogue.ugettext(N_("We received your request to erase your ID")),
-            body=catalogue.ugettext(N_("Your dealer or our team will complete it and confirm by email.")),
+            title=i18n.translate(account.locale, N_("We received your request to erase your ID")),
+            body=i18n.translate(
+                account.locale, N_("Your dealer or our team will complete it and confirm by email.")
+            ),
             link="/privacy#erasure",
             dedupe_key=f"erasure-{row.id}-requested",
         )

@@ -43,6 +43,50 @@ class InfotainmentMenu(StrEnum):
     AUTOMATIC = "automatic"  # nothing to set: roaming is on by itself
 
 
+def N_(text: str) -> str:
+    """Marks a text the portal shows for its catalogues (carlink.i18n, tools/catalogs.py, which reads this
+    file although `protocol/` is otherwise not translated); this package itself needs no Babel."""
+    return text
+
+
+@dataclass(frozen=True)
+class MenuPaths:
+    """Where one menu family keeps the connection settings, as the car's screen names them.
+
+    The car shows its menus in the language set in the car, so the portal translates these paths (`_(path)`
+    where shown) and says that they are the names in the car's language. The connectivity guide and the
+    owner's manual both read this table, so they always name the same screens.
+    """
+
+    roaming: str
+    mobile_data: str
+    sim_pin: str
+    hotspot: str
+
+
+# REQ: VEH-1, CON-1, CON-2 — the one table of menu paths; `AUTOMATIC` has none (nothing to set).
+MENU_PATHS: dict[InfotainmentMenu, MenuPaths] = {
+    InfotainmentMenu.PHONE_OPT: MenuPaths(
+        roaming=N_("PHONE > OPT > PHONE settings > Roaming"),
+        mobile_data=N_("PHONE > OPT > PHONE settings > Data connection > Data connection"),
+        sim_pin=N_("PHONE > OPT > PHONE settings > Phone > SIM card > Store PIN"),
+        hotspot=N_("PHONE > OPT > PHONE settings > Data connection"),
+    ),
+    InfotainmentMenu.DEVICE_MANAGER_DATA_CONNECTION: MenuPaths(
+        roaming=N_("Device manager > Options > Data connection > Roaming"),
+        mobile_data=N_("Device manager > Options > Data connection > Data connection"),
+        sim_pin=N_("Device manager > Options > Phone > SIM card > Store PIN"),
+        hotspot=N_("Device manager > Data connection"),
+    ),
+    InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: MenuPaths(
+        roaming=N_("Settings > Device manager > Options > Mobile data > Roaming"),
+        mobile_data=N_("Settings > Device manager > Options > Mobile data > Mobile data"),
+        sim_pin=N_("Device manager > Options > Phone > SIM card > Store PIN"),
+        hotspot=N_("Device manager > Data connection"),
+    ),
+}
+
+
 CLOUD_COMMANDS = frozenset({CommandType.WAKE, CommandType.REMOTE_ACCESS_RESET})
 BASE_COMMANDS = frozenset({CommandType.LOCK, CommandType.UNLOCK, CommandType.HONK_FLASH}) | CLOUD_COMMANDS
 CLIMATE_COMMANDS = frozenset({CommandType.CLIMATE_START, CommandType.CLIMATE_STOP})
@@ -112,6 +156,12 @@ class ModelProfile:
             return self.newer_menu[1], self.newer_menu[1]
         return self.roaming_menu, self.data_menu
 
+    def menu_paths(self, model_year: int | None) -> tuple[MenuPaths | None, MenuPaths]:
+        """(roaming paths, data paths) of a car of this model year: the SIM PIN and the hotspot live with the
+        data settings; no roaming paths when roaming switches on by itself."""
+        roaming, data = self.menus(model_year)
+        return MENU_PATHS.get(roaming), MENU_PATHS[data]
+
     def variant(self, code: str) -> Variant:
         for variant in self.variants:
             if variant.code == code:
@@ -165,7 +215,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="911-7",
         line="911",
-        generation="7th generation",
+        generation=N_("7th generation"),
         generation_code="991",
         years=(2012, 2018),
         variants=(
@@ -178,7 +228,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="911-8",
         line="911",
-        generation="8th generation",
+        generation=N_("8th generation"),
         generation_code="992",
         years=(2019, None),
         variants=(
@@ -204,7 +254,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="macan-1",
         line="Macan",
-        generation="Macan (until 2018)",
+        generation=N_("Macan (until 2018)"),
         generation_code="95B",
         years=(2014, 2018),
         variants=(Variant("95BAA1", "Macan", Engine.COMBUSTION, body="SUV"),),
@@ -214,7 +264,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="macan-2",
         line="Macan",
-        generation="Macan (from 2018)",
+        generation=N_("Macan (from 2018)"),
         generation_code="95B2",
         years=(2018, None),
         variants=(Variant("95BBA1", "Macan S", Engine.COMBUSTION, body="SUV"),),
@@ -224,7 +274,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="cayenne-2",
         line="Cayenne",
-        generation="2nd generation (until 2017)",
+        generation=N_("2nd generation (until 2017)"),
         generation_code="92A",
         years=(2010, 2017),
         variants=(
@@ -237,7 +287,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="cayenne-3",
         line="Cayenne",
-        generation="3rd generation (from 2017)",
+        generation=N_("3rd generation (from 2017)"),
         generation_code="9YA",
         years=(2017, None),
         variants=(
@@ -251,7 +301,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="panamera-2",
         line="Panamera",
-        generation="2nd generation (from 2017)",
+        generation=N_("2nd generation (from 2017)"),
         generation_code="971",
         years=(2017, None),
         variants=(
@@ -273,7 +323,7 @@ CATALOGUE: tuple[ModelProfile, ...] = (
     ModelProfile(
         key="taycan-1",
         line="Taycan",
-        generation="1st generation",
+        generation=N_("1st generation"),
         generation_code="J1",
         years=(2019, None),
         variants=(

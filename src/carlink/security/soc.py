@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Conflict, Forbidden, NotFound
 from carlink.garage.models import Vehicle, VehicleUser
+from carlink.i18n import _
 from carlink.identity.models import Account
 from carlink.identity.service import SOC, require_staff
 from carlink.protocol.catalogue import profile
@@ -68,7 +69,7 @@ def model_name(vehicle: Vehicle) -> str:
     no such model any more."""
     try:
         model = profile(vehicle.model_key)
-        return f"{model.variant(vehicle.variant_code).name} · {model.generation}"
+        return f"{model.variant(vehicle.variant_code).name} · {_(model.generation)}"
     except KeyError:
         return vehicle.model_key
 

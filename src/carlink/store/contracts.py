@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import metrics
 from carlink.catalog import service as catalog
-from carlink.catalog.money import SUPPORTED_LOCALES, format_money
+from carlink.catalog.money import format_money
 from carlink.db.base import utcnow
 from carlink.errors import Conflict, Forbidden, NotFound
 from carlink.garage import service as garage
 from carlink.garage.models import Vehicle
+from carlink.i18n import BABEL_LOCALES
 from carlink.identity.models import Account
 from carlink.notify import service as notify
 from carlink.platform import Platform
@@ -601,7 +602,7 @@ async def _end(session: AsyncSession, contract: Contract, template: str, *, reas
 
 
 def language_of(account: Account) -> str:
-    return account.locale if account.locale in SUPPORTED_LOCALES else "en"
+    return account.locale if account.locale in BABEL_LOCALES else "en"
 
 
 def name_of(account: Account) -> str:
@@ -609,7 +610,7 @@ def name_of(account: Account) -> str:
 
 
 def date_text(when: dt.datetime, language: str) -> str:
-    return format_date(when.date(), format="long", locale=SUPPORTED_LOCALES[language])
+    return format_date(when.date(), format="long", locale=BABEL_LOCALES[language])
 
 
 async def _vin(session: AsyncSession, vehicle_id: int) -> str:

@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carlink import i18n
 from carlink.catalog import service as catalog
 from carlink.catalog.countries import BRAND_NAMES, store_country
-from carlink.catalog.money import SUPPORTED_LOCALES, format_money
+from carlink.catalog.money import format_money
 from carlink.db.base import utcnow
 from carlink.errors import CarlinkError, Unauthorised, vehicle_not_found
 from carlink.garage import service as garage
+from carlink.i18n import BABEL_LOCALES
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, check_csrf, cookie_caller
 from carlink.identity.models import Account, StaffRole
@@ -41,7 +42,7 @@ _ID = re.compile(r"[0-9]{1,10}")
 
 def page_language(account: Account | None) -> str:
     """The profile's language; without a profile (or with one we do not speak), the request's."""
-    if account is not None and account.locale in SUPPORTED_LOCALES:
+    if account is not None and account.locale in BABEL_LOCALES:
         return account.locale
     return i18n.current()
 

@@ -6,9 +6,11 @@ Create Date: 2026-11-26 07:40:00
 
 Written by hand: the full-text index depends on the dialect (docs/help.md).
 - SQLite: the FTS5 table ``help_search`` (rowid = help_articles.id; title, summary, body and the CJK
-  bigrams), tokenized by ``porter unicode61`` (Unicode word breaks, diacritics folded, English stems).
-- PostgreSQL: one partial expression GIN index per language over a weighted tsvector: 'english' for en,
-  'german' for de, 'simple' for ja plus the CJK bigrams. The expressions must stay identical to
+  bigrams, all NFKC-normalised by carlink.help.service), tokenized by ``porter unicode61`` (Unicode word
+  breaks, diacritics folded, English stems).
+- PostgreSQL: one partial expression GIN index per language over a weighted tsvector of the NFKC-normalised
+  texts (``normalize(…, NFKC)``, which needs a UTF8 database): 'english' for en, 'german' for de, 'simple'
+  for ja plus the CJK bigrams. The expressions must stay identical to
   ``carlink.help.search.PG_DOCUMENT`` or the planner does not use the index (tests/unit/test_help_articles.py
   compares them).
 """
@@ -27,19 +29,19 @@ depends_on: str | Sequence[str] | None = None
 
 PG_DOCUMENT = {
     "en": (
-        "setweight(to_tsvector('english'::regconfig, title), 'A') || "
-        "setweight(to_tsvector('english'::regconfig, summary), 'B') || "
-        "setweight(to_tsvector('english'::regconfig, body), 'D')"
+        "setweight(to_tsvector('english'::regconfig, normalize(title, NFKC)), 'A') || "
+        "setweight(to_tsvector('english'::regconfig, normalize(summary, NFKC)), 'B') || "
+        "setweight(to_tsvector('english'::regconfig, normalize(body, NFKC)), 'D')"
     ),
     "de": (
-        "setweight(to_tsvector('german'::regconfig, title), 'A') || "
-        "setweight(to_tsvector('german'::regconfig, summary), 'B') || "
-        "setweight(to_tsvector('german'::regconfig, body), 'D')"
+        "setweight(to_tsvector('german'::regconfig, normalize(title, NFKC)), 'A') || "
+        "setweight(to_tsvector('german'::regconfig, normalize(summary, NFKC)), 'B') || "
+        "setweight(to_tsvector('german'::regconfig, normalize(body, NFKC)), 'D')"
     ),
     "ja": (
-        "setweight(to_tsvector('simple'::regconfig, title), 'A') || "
-        "setweight(to_tsvector('simple'::regconfig, summary), 'B') || "
-        "setweight(to_tsvector('simple'::regconfig, body), 'D') || "
+        "setweight(to_tsvector('simple'::regconfig, normalize(title, NFKC)), 'A') || "
+        "setweight(to_tsvector('simple'::regconfig, normalize(summary, NFKC)), 'B') || "
+        "setweight(to_tsvector('simple'::regconfig, normalize(body, NFKC)), 'D') || "
         "setweight(to_tsvector('simple'::regconfig, bigrams), 'C')"
     ),
 }
