@@ -25,12 +25,11 @@ HALO = "rgb(255, 255, 255)"
 # is not disabled; of a group of radio buttons only the chosen one (or the first), as browsers do.
 _NUMBER_CONTROLS = """() => {
   const selector = 'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]';
-  const seenGroups = new Set();
   const controls = [...document.querySelectorAll(selector)].filter(e => {
     if (e.tabIndex < 0 || e.disabled || e.closest('[inert]')) return false;
     if (!e.checkVisibility({visibilityProperty: true})) return false;
     if (e.type === 'radio' && e.name) {
-      const group = [...e.form.querySelectorAll(`input[type=radio][name="${e.name}"]`)];
+      const group = [...(e.form || document).querySelectorAll(`input[type=radio][name="${e.name}"]`)];
       const chosen = group.find(r => r.checked) || group[0];
       if (e !== chosen) return false;
     }
@@ -56,10 +55,14 @@ _FOCUSED = """() => {
 
 async def sign_in_by_keyboard(page: Page, email: str) -> None:
     await page.goto("/signin")
-    await page.keyboard.type(email)  # the address field has the focus when the page opens
+    focused = "() => document.activeElement.id || document.activeElement.type"
+    assert await page.evaluate(focused) == "email"  # the address field has the focus when the page opens
+    await page.keyboard.type(email)
     await page.keyboard.press("Tab")
+    assert await page.evaluate(focused) == "password"
     await page.keyboard.type(world.PASSWORD)
     await page.keyboard.press("Tab")
+    assert await page.evaluate(focused) == "submit"
     async with page.expect_navigation():
         await page.keyboard.press("Enter")  # on the Sign in button
 

@@ -38,7 +38,7 @@ async def add_to_cart(page: Page, label: str) -> None:
 async def enter_address(page: Page) -> None:
     await page.get_by_role("link", name="Go to checkout").click()
     await expect(page.get_by_role("heading", name="Billing address")).to_be_visible()
-    await expect(page.get_by_label("Name", exact=True)).to_have_value("Alex Example")
+    await expect(page.get_by_label("Full name", exact=True)).to_have_value("Alex Example")
     await page.get_by_label("Street and house number").fill("Beispielweg 1")
     await page.get_by_label("Postcode").fill("70173")
     await page.get_by_label("City").fill("Stuttgart")
@@ -132,7 +132,7 @@ async def test_express_checkout_from_the_profile_and_two_tabs_confirm_one_order(
     await page.get_by_role("button", name="Save card").click()
     await expect(page.locator("#payment-notice")).to_have_text("Your card is saved.")
     await expect(page.locator('.saved-cards [data-card="4242"]')).to_contain_text("Default")
-    await page.get_by_label("Name", exact=True).fill("Alex Example")
+    await page.get_by_label("Full name", exact=True).fill("Alex Example")
     await page.get_by_label("Street and house number").fill("Beispielweg 1")
     await page.get_by_label("Postcode").fill("70173")
     await page.get_by_label("City").fill("Stuttgart")

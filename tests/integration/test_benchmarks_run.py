@@ -82,5 +82,5 @@ def test_the_page_load_benchmark_times_every_main_page_in_three_languages() -> N
         assert key in result, key
     assert result["languages"] == ["en", "de", "ja"] and result["pages"] == len(result["per_page"]) >= 15
     assert result["requests_per_page"] == 6  # 2 per language
-    assert 0 < result["baseline_p95_ms"] and 0 < result["worst_p95_ms"] and result["ratio_p95"] > 0
+    assert result["baseline_p95_ms"] > 0 and result["worst_p95_ms"] > 0 and result["ratio_p95"] > 0
     assert isinstance(result["under_100ms"], bool)

@@ -57,7 +57,7 @@ async def test_the_owner_sees_each_cars_guide_as_the_catalogue_says_and_stranger
 
     taycan = await owner.http.get(page_of(TAYCAN))
     assert taycan.status_code == 200, taycan.text
-    assert "<h1>Connectivity of Taycan 4S</h1>" in taycan.text
+    assert "<h1>How Taycan 4S goes online</h1>" in taycan.text
     # eSIM only, automatic roaming, privacy mode for all services, symbol top right (catalogue: taycan-1).
     assert "connections.esim_only" in item_keys(taycan, "connections")
     assert "connections.sim_pin" not in item_keys(taycan, "connections")
@@ -227,7 +227,7 @@ async def test_the_api_gives_the_guide_with_its_facts_in_the_callers_language(st
     wrong = await hanako.get(f"/api/v1/vehicles/{world.JAPAN_CAR.vin}/connectivity?country=nihon")
     assert wrong.json()["error"] == {
         "code": "invalid_country",
-        "message": "nihon は国コードではありません。FR のように英字 2 文字で指定してください",
+        "message": "nihon は国コードではありません。FR のように英字 2 文字で指定してください。",
     }
 
 

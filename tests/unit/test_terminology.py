@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
 from carlink import i18n
@@ -27,16 +27,7 @@ TRANSLATED = tuple(language for language in i18n.LANGUAGES if language != i18n.D
 
 # English texts with two meanings, translated differently on purpose: each must be reworded in the code (or
 # get a msgctxt), then leave this list.
-TWO_MEANINGS: dict[str, str] = {
-    "none": "de needs the noun's gender: connection (keines), cards, cars (keine), security mode (keiner)",
-    "New": "ja: an unread notification (新着) is not a newly opened security case (新規)",
-    "no": "ja: a feature the model lacks (不可) is not the answer to a yes/no question (いいえ)",
-    "Ordered": "ja: an operator's date column (注文日時) is not a function's state (注文済み)",
-    "In the car": "ja: the operator's column for a function's state in the car is not the In-car page's name",
-    "Withdrawn": "a cancelled invitation is not a purchase withdrawn within 14 days (Widerruf, 撤回)",
-    "What": "ja: the row name of a car's reading (項目) is not what an order contained (内容)",
-    "Name": "ja: a person's full name on an address or a case (氏名) is not an account's or a file's name",
-}
+TWO_MEANINGS: dict[str, str] = {}
 
 # Names that the portal does not use: the catalogues and the help articles say the portal's word instead.
 RETIRED_TERMS = {
@@ -67,6 +58,13 @@ def catalogues(language: str) -> dict[str, Catalog]:
     return found
 
 
+def _text(message: Message) -> str:
+    """A translation as one string (a plural's forms joined)."""
+    if isinstance(message.string, str):
+        return message.string
+    return " | ".join(message.string or ())
+
+
 def _translations(language: str) -> dict[tuple[str, str | None], dict[str, str]]:
     """Each (msgid, msgctxt) with its translation in every domain that has it."""
     found: dict[tuple[str, str | None], dict[str, str]] = defaultdict(dict)
@@ -75,8 +73,7 @@ def _translations(language: str) -> dict[tuple[str, str | None], dict[str, str]]
             if not message.id or not message.string:
                 continue
             msgid = message.id if isinstance(message.id, str) else message.id[0]
-            string = message.string if isinstance(message.string, str) else " | ".join(message.string)
-            found[(msgid, message.context)][domain] = string
+            found[(msgid, message.context)][domain] = _text(message)
     return found
 
 
@@ -114,11 +111,7 @@ def _article_texts(language: str) -> dict[str, str]:
 @pytest.mark.parametrize("language", TRANSLATED)
 def test_retired_names_appear_in_no_catalogue_and_no_help_article(language: str) -> None:
     places = {
-        f"{domain}.po": "\n".join(
-            message.string if isinstance(message.string, str) else " ".join(message.string)
-            for message in catalogue
-            if message.id
-        )
+        f"{domain}.po": "\n".join(_text(message) for message in catalogue if message.id)
         for domain, catalogue in catalogues(language).items()
     }
     places.update(_article_texts(language))
@@ -167,7 +160,7 @@ def test_japanese_error_messages_are_whole_sentences() -> None:
         f"{domain}: {message.id!r} → {message.string!r}"
         for domain, catalogue in catalogues("ja").items()
         for message in catalogue
-        if isinstance(message.id, str) and message.id in errors and not message.string.endswith("。")
+        if isinstance(message.id, str) and message.id in errors and not _text(message).endswith("。")
     ]
     assert not unfinished, "\n".join(unfinished)
 

@@ -26,7 +26,7 @@ from carlink.web.templating import page
 
 router = APIRouter(include_in_schema=False)
 # Portal pages anyone may open without signing in: their links need no sign-in first.
-PUBLIC_PATHS = ("/help", "/availability", "/manuals", "/register", "/signin", "/certificates/verify", "/docs")
+PUBLIC_PATHS = ("/help", "/availability", "/register", "/signin", "/certificates/verify", "/docs")
 
 
 @dataclass(frozen=True)

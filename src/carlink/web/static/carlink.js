@@ -160,7 +160,17 @@
     window.addEventListener("pagehide", () => stream.close());
   }
 
+  // A table that scrolls sideways (a phone's width: carlink.css) must be reachable by keyboard to scroll.
+  function focusableScrollers() {
+    document.querySelectorAll("table, .table-wrap").forEach((box) => {
+      const scrolls = box.scrollWidth > box.clientWidth + 1;
+      if (scrolls && !box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0");
+    });
+  }
+
   htmx.onLoad(localiseTimes);
+  htmx.onLoad(focusableScrollers);
+  window.addEventListener("resize", focusableScrollers);
   document.addEventListener("DOMContentLoaded", () => {
     const vehicle = document.querySelector(".vehicle-page[data-events]");
     if (vehicle) watchVehicle(vehicle);
