@@ -260,6 +260,21 @@ HTTP_MESSAGES = {
 }
 
 
+HTTP_FALLBACK = N_("the request could not be handled")
+# An error page must not wait long for the database to find out who is asking.
+CALLER_LOOKUP_SECONDS = 0.5
+
+
+async def _remember_caller(app: FastAPI, request: Request) -> None:
+    """No route ran (an unknown address, a 405): the signed-in person still gets the error page in their
+    profile's language, with the menu. A broken cookie or a slow database gives the plain page."""
+    try:
+        async with asyncio.timeout(CALLER_LOOKUP_SECONDS), app.state.platform.db.session() as session:
+            request.state.caller = await cookie_caller(request, session)
+    except Exception as exc:  # the page is shown anyway: this only decides its menu and language
+        log.warning("error page without the caller (%s: %s)", type(exc).__name__, exc)
+
+
 def error_body(code: str, message: str) -> dict[str, object]:
     return {"error": {"code": code, "message": message}}
 
@@ -304,18 +319,16 @@ def _install_handlers(app: FastAPI) -> None:
             return compat_api.compat_error(
                 CarlinkError(str(error.detail), code=code, status=error.status_code)
             )
-        refusal = CarlinkError(
-            HTTP_MESSAGES.get(code, str(error.detail)), code=code, status=error.status_code
-        )
+        # Starlette's own `detail` is English: a status we have no text for gets a general one.
+        refusal = CarlinkError(HTTP_MESSAGES.get(code, HTTP_FALLBACK), code=code, status=error.status_code)
+        refusal.headers.update(error.headers or {})  # a 405 keeps its Allow header
         if _wants_html(request):
             if not hasattr(request.state, "caller"):
-                # No route ran (an unknown address, 405, 413): the signed-in person still gets the page in
-                # their profile's language, with the menu.
-                with contextlib.suppress(Exception):  # a broken cookie or database: the plain page
-                    async with app.state.platform.db.session() as session:
-                        request.state.caller = await cookie_caller(request, session)
+                await _remember_caller(app, request)
             return pages.error_page(request, refusal)
-        return JSONResponse(error_body(code, refusal.message), status_code=error.status_code)
+        return JSONResponse(
+            error_body(code, refusal.message), status_code=error.status_code, headers=refusal.headers
+        )
 
     @app.exception_handler(DBAPIError)
     async def database_refused(request: Request, error: DBAPIError) -> Response:

@@ -245,3 +245,12 @@ async def test_malformed_requests_get_a_clear_client_error_never_a_500(
             wrong.append((method, path[:80], response.status_code, response.text[:200]))
     assert wrong == []
     assert stack.fleet[TAYCAN].executed == []
+
+
+async def test_a_wrong_method_is_refused_with_the_methods_allowed_in_json_and_on_a_page(stack: Stack) -> None:
+    answer = await stack.http.get("/signout")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    page = await stack.http.get("/signout", headers={"Accept": "text/html", "Accept-Language": "de"})
+    assert page.status_code == 405 and page.headers["allow"] == "POST"
+    assert 'data-code="method_not_allowed"' in page.text and '<html lang="de">' in page.text

@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 from carlink import i18n
 from carlink.demo import world
 from carlink.garage.models import Vehicle
-from carlink.identity.models import Account
 from carlink.protocol.messages import Network
 from tests.support.portal import Browser
 from tests.support.stack import NINE_ELEVEN, TAYCAN, Stack, eventually
@@ -234,8 +233,9 @@ async def test_the_api_gives_the_guide_with_its_facts_in_the_callers_language(st
 async def test_a_home_country_without_data_stays_chosen_in_the_country_chooser(
     stack: Stack, browsers: dict[str, Browser]
 ) -> None:
+    # "Home" is the car's market (its eSIM plan is sold there), whoever of its people looks.
     async with stack.db.transaction() as session:
-        await session.execute(update(Account).where(Account.email == world.OWNER).values(country="IS"))
+        await session.execute(update(Vehicle).where(Vehicle.vin == TAYCAN).values(country="IS"))
     page = await browsers[world.OWNER].http.get(page_of(TAYCAN))
     assert page.status_code == 200, page.text
     assert '<option value="IS" selected>Iceland (no data yet)</option>' in page.text

@@ -227,12 +227,19 @@ def test_no_guide_says_the_car_does_not_work_in_a_country_where_it_says_roaming_
         assert ("roaming.country" in items) is guide.abroad and ("roaming.trip" in items) is not guide.abroad
         plan = items.get("connections.esim_plan")
         if guide.abroad and guide.country is not None and plan is not None:
-            # Abroad the plan from home roams: whether one is sold in the visited country does not matter.
-            assert (plan.kind is ItemKind.WARNING) is (not guide.country.roaming), (
+            # Abroad the plan from home roams, if there is one: whether one is sold in the visited country
+            # does not matter; whether one is sold at home and roaming is available here does.
+            home = COUNTRIES.get(guide.home_country_code)
+            home_plan = home is not None and home.esim_plan
+            assert (plan.kind is ItemKind.WARNING) is (not (home_plan and guide.country.roaming)), (
                 guide.facts(),
                 str(plan.text),
             )
             assert "is offered here" not in str(plan.text)
+            assert ("works here too" in str(plan.text)) is (home_plan and guide.country.roaming)
+            assert ("roaming.esim_no_charges" in items) is (
+                DataConnection.ESIM in guide.model.data_connections and home_plan and guide.country.roaming
+            )
         checked += 1
     assert checked > 1000
 
@@ -255,6 +262,10 @@ def test_a_visiting_esim_car_is_told_that_its_home_plan_roams_and_a_car_at_home_
     assert "Portugal: the eSIM data plan from your home country works here too, through roaming." in visiting
     assert "Portugal: roaming is available." in visiting
     assert "Data over the built-in eSIM's carlink plan has no roaming charges." in visiting
+    # A car from a country where no plan is sold has none to take abroad (the review's Portugal → France).
+    from_portugal = " ".join(texts(build_guide(taycan, model_year=2023, country="FR", home_country="PT")))
+    assert "Portugal: no eSIM data plan is sold there" in from_portugal and "works here too" not in from_portugal
+    assert "no roaming charges" not in from_portugal
     at_home = build_guide(taycan, model_year=2023, country="PT", home_country="PT")
     plan = next(i for i in at_home.section("connections").items if i.key == "connections.esim_plan")
     assert plan.kind is ItemKind.WARNING and "no eSIM data plan is offered here yet" in str(plan.text)
@@ -368,3 +379,12 @@ def test_a_country_we_have_no_data_for_stays_in_the_chooser() -> None:
     assert [code for code, _name in country_choices("DE")] == [code for code, _name in country_choices()]
     i18n.use("ja")
     assert ("IS", "アイスランド（情報はまだありません）") in country_choices("IS")
+
+
+def test_every_menu_path_of_a_menu_family_starts_where_the_family_does() -> None:
+    # One family of infotainment menus, one root: a guide never sends a person in by two doors.
+    from carlink.protocol.catalogue import MENU_PATHS
+
+    for menu, paths in MENU_PATHS.items():
+        roots = {path.split(" > ")[0] for path in dataclasses.astuple(paths)}
+        assert len(roots) == 1, (menu, roots)

@@ -37,7 +37,7 @@ RETIRED_TERMS = {
         "Fernfunktion": "Ferndienste",
         "Functions on Demand": "Funktionen auf Abruf",
         "Funktionen on Demand": "Funktionen auf Abruf",
-        "Konnektivität“": "So geht dieses Fahrzeug online",
+        "Konnektivität": "So geht dieses Fahrzeug online",
     },
     "ja": {
         "あなた": "お客様 (or no pronoun)",

@@ -92,7 +92,7 @@ class Guide:
     model_year: int | None
     country_code: str
     country: CountryConnectivity | None  # None: we have no data for this country
-    home_country_code: str  # the person's own country; another `country_code` is a trip abroad
+    home_country_code: str  # the car's home market; another `country_code` is a trip abroad
     roaming_menu: InfotainmentMenu
     data_menu: InfotainmentMenu
     sections: tuple[Section, ...]
@@ -153,7 +153,8 @@ def build_guide(
     home = (home_country or code).upper()
     found = country_connectivity(code)
     place = CountryName(code)
-    abroad = code != home
+    # On a trip, the car's eSIM plan is the one sold in its home country (None: at home).
+    abroad = Home(country_connectivity(home), CountryName(home)) if code != home else None
     sections = (
         _connections(model, data_paths, found, place, abroad),
         _roaming(model, roaming_menu, roaming_paths, found, place, abroad),
@@ -163,6 +164,14 @@ def build_guide(
         _traffic(model, found, place),
     )
     return Guide(model, model_year, code, found, home, roaming_menu, data_menu, sections)
+
+
+@dataclass(frozen=True)
+class Home:
+    """The car's home country on a trip: whether its eSIM plan exists decides what roams."""
+
+    country: CountryConnectivity | None
+    place: CountryName
 
 
 def _step(key: str, message: str, **values: Value) -> Item:
@@ -194,7 +203,7 @@ def _connections(
     paths: MenuPaths,
     country: CountryConnectivity | None,
     place: CountryName,
-    abroad: bool,
+    abroad: Home | None,
 ) -> Section:
     ways = model.data_connections
     if len(ways) == 1:
@@ -248,7 +257,7 @@ def _connections(
 
 
 def _esim(
-    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: bool
+    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: Home | None
 ) -> list[Item]:
     items = [
         _fact(
@@ -272,7 +281,7 @@ def _esim(
     if country is None:
         items.append(_no_data("connections.esim_plan", place))
     elif abroad:
-        items.append(_esim_abroad(model, country, place))
+        items.append(_esim_abroad(model, country, place, abroad))
     else:
         items.append(_esim_at_home(model, country, place))
     return items
@@ -305,9 +314,23 @@ def _esim_at_home(model: ModelProfile, country: CountryConnectivity, place: Coun
     )
 
 
-def _esim_abroad(model: ModelProfile, country: CountryConnectivity, place: CountryName) -> Item:
+def _esim_abroad(model: ModelProfile, country: CountryConnectivity, place: CountryName, home: Home) -> Item:
     """Abroad the plan bought at home roams (CON-2): whether a plan is sold in the visited country does not
-    matter, whether roaming is available there does."""
+    matter, whether one is sold at home and roaming is available here does."""
+    if home.country is None or not home.country.esim_plan:
+        return _warning(
+            "connections.esim_plan",
+            N_(
+                "%(home)s: no eSIM data plan is sold there, so the built-in eSIM has no data plan to take "
+                "abroad either."
+            )
+            if not model.esim_only
+            else N_(
+                "%(home)s: no eSIM data plan is sold there, so the built-in eSIM has no data plan to take "
+                "abroad either; this model has no other way online and stays offline."
+            ),
+            home=home.place,
+        )
     if country.roaming:
         return _fact(
             "connections.esim_plan",
@@ -381,7 +404,7 @@ def _roaming(
     paths: MenuPaths | None,
     country: CountryConnectivity | None,
     place: CountryName,
-    abroad: bool,
+    abroad: Home | None,
 ) -> Section:
     if paths is None:
         items = [
@@ -423,7 +446,10 @@ def _roaming(
                 ),
             )
         )
-    if DataConnection.ESIM in ways:
+    plan_roams = abroad is None or (
+        country is not None and country.roaming and abroad.country is not None and abroad.country.esim_plan
+    )
+    if DataConnection.ESIM in ways and plan_roams:
         items.append(
             _fact(
                 "roaming.esim_no_charges",
@@ -434,7 +460,7 @@ def _roaming(
 
 
 def _roaming_here(
-    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: bool
+    model: ModelProfile, country: CountryConnectivity | None, place: CountryName, abroad: Home | None
 ) -> Item:
     """Roaming in the guide's country matters only on a trip; at home, point to the country chooser."""
     if not abroad:

@@ -18,7 +18,7 @@ from carlink.identity.models import Account
 class ConnectivityView:
     entry: GarageEntry
     guide: Guide
-    home_country: str  # the person's own country; the guide may be for another (a trip abroad)
+    home_country: str  # the car's home market; the guide may be for another country (a trip abroad)
 
 
 async def connectivity_of(
@@ -32,7 +32,8 @@ async def connectivity_of(
         if error.code == "invalid_vin":  # a malformed VIN is just another car that is not in the garage
             raise vehicle_not_found(raw_vin[:17]) from error
         raise
-    home = account.country.upper()
+    # The car's home market: its eSIM plan is sold there, whoever of its people looks.
+    home = entry.vehicle.country.upper()
     chosen = checked_country(country) if country else home
     guide = build_guide(entry.model, model_year=entry.vehicle.model_year, country=chosen, home_country=home)
     return ConnectivityView(entry, guide, home)

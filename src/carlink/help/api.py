@@ -1,8 +1,9 @@
 """The help centre over JSON (public): search and one article, in a language of ours (HLP-1).
 
-The language is the caller's profile language when a bearer token or a portal session comes with the
-request, as everywhere in /api/v1 (identity.access); else the `lang` parameter; else Accept-Language. A bad
-or expired bearer token is refused (401) as on the rest of the API rather than silently ignored.
+The language is the `lang` parameter when it names one of ours (an app shows help in the language of its
+own screen); else the caller's profile language when a bearer token or a portal session comes with the
+request, as everywhere in /api/v1 (identity.access); else Accept-Language. The articles are public: a bad or
+expired token is no reason to refuse them, so it counts as no caller.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import i18n
+from carlink.errors import Unauthorised
 from carlink.help import service
 from carlink.help.articles import blocks
 from carlink.help.search import MAX_LIMIT, MAX_QUERY, search
@@ -23,10 +25,14 @@ router = APIRouter(prefix="/api/v1/help", tags=["help"])
 
 async def _language(request: Request, session: AsyncSession, lang: str | None) -> str:
     """The language of the answer, also made the language of its error messages."""
-    caller = await bearer_caller(request, session) or await cookie_caller(request, session)
-    if caller is not None:
-        return i18n.use(caller.account.locale)
-    return i18n.use(i18n.supported(lang) or i18n.current())
+    asked = i18n.supported(lang)
+    if asked is not None:
+        return i18n.use(asked)
+    try:
+        caller = await bearer_caller(request, session) or await cookie_caller(request, session)
+    except Unauthorised:
+        caller = None
+    return i18n.use(caller.account.locale if caller is not None else i18n.current())
 
 
 @router.get("/search")

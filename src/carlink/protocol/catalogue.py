@@ -76,13 +76,13 @@ MENU_PATHS: dict[InfotainmentMenu, MenuPaths] = {
         roaming=N_("Device manager > Options > Data connection > Roaming"),
         mobile_data=N_("Device manager > Options > Data connection > Data connection"),
         sim_pin=N_("Device manager > Options > Phone > SIM card > Store PIN"),
-        hotspot=N_("Device manager > Data connection"),
+        hotspot=N_("Device manager > Options > Data connection"),
     ),
     InfotainmentMenu.DEVICE_MANAGER_MOBILE_DATA: MenuPaths(
         roaming=N_("Settings > Device manager > Options > Mobile data > Roaming"),
         mobile_data=N_("Settings > Device manager > Options > Mobile data > Mobile data"),
-        sim_pin=N_("Device manager > Options > Phone > SIM card > Store PIN"),
-        hotspot=N_("Device manager > Data connection"),
+        sim_pin=N_("Settings > Device manager > Options > Phone > SIM card > Store PIN"),
+        hotspot=N_("Settings > Device manager > Options > Mobile data"),
     ),
 }
 
