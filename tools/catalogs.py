@@ -28,6 +28,8 @@ from carlink.errors import CarlinkError
 SOURCE = Path(i18n.__file__).parent
 TEMPLATE_DIR = SOURCE / "web" / "templates"
 JINJA_OPTIONS = {"extensions": "", "trimmed": "true"}
+# Marks a call whose text stays English on purpose (the maker's wire contract): `# untranslated: why`.
+UNTRANSLATED = "# untranslated:"
 CREATED = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
 GETTEXT_KEYWORDS: dict[str, tuple[int, ...] | None] = {
     "_": None,
@@ -189,11 +191,29 @@ def unmarked_messages() -> list[str]:
     return found
 
 
+def _unmarked(argument: ast.expr) -> bool:
+    """An f-string, ``"…" % x``, or a call other than `N_`/`_` (``str(exc)``: a text from elsewhere)."""
+    if isinstance(argument, ast.JoinedStr):
+        return True
+    if isinstance(argument, ast.BinOp) and isinstance(argument.left, ast.Constant):
+        return True
+    if isinstance(argument, ast.Call):
+        # A marked text, or a lookup in a map of marked texts (LABELS.get(key, N_("…"))), is fine.
+        callee = (
+            argument.func.id if isinstance(argument.func, ast.Name) else getattr(argument.func, "attr", None)
+        )
+        return callee not in ("N_", "_", "get")
+    return False
+
+
 def formatted_calls(source: str, keywords: dict[str, tuple[int, ...] | None]) -> list[tuple[int, str]]:
-    """(line, name) of each call of a keyword whose text argument is an f-string or ``"..." % x``."""
+    """(line, name) of each call of a keyword whose text argument no catalogue can hold (`_unmarked`)."""
     found = []
+    lines = source.splitlines()
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
+            continue
+        if any(UNTRANSLATED in line for line in lines[node.lineno - 1 : (node.end_lineno or node.lineno)]):
             continue
         name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
         if name not in keywords:
@@ -202,9 +222,7 @@ def formatted_calls(source: str, keywords: dict[str, tuple[int, ...] | None]) ->
             if len(node.args) < position:
                 continue
             argument = node.args[position - 1]
-            if isinstance(argument, ast.JoinedStr) or (
-                isinstance(argument, ast.BinOp) and isinstance(argument.left, ast.Constant)
-            ):
+            if _unmarked(argument):
                 found.append((node.lineno, name))
     return found
 

@@ -317,7 +317,7 @@ def _install_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(error.status_code, "http_error")
         if request.url.path.startswith("/app/"):
             return compat_api.compat_error(
-                CarlinkError(str(error.detail), code=code, status=error.status_code)
+                CarlinkError(str(error.detail), code=code, status=error.status_code)  # untranslated: wire
             )
         # Starlette's own `detail` is English: a status we have no text for gets a general one.
         refusal = CarlinkError(HTTP_MESSAGES.get(code, HTTP_FALLBACK), code=code, status=error.status_code)

@@ -39,8 +39,12 @@ def test_a_formatted_message_is_refused() -> None:
         'raise Conflict("late: %s" % when, code="late")\n'
         '_("%(vin)s is parked", vin=vin)\n'
         'raise OAuthError("invalid_grant", "expired")\n'
+        'raise CarlinkError(str(exc), code="invalid_vin")\n'
+        'raise NotFound(MESSAGES.get(kind, N_("gone")), code="gone")\n'
+        'raise CarlinkError(str(exc), code="wire")  # untranslated: the maker\'s wire contract\n'
     )
-    assert catalogs.formatted_calls(source, catalogs.python_keywords()) == [(1, "NotFound"), (2, "Conflict")]
+    found = catalogs.formatted_calls(source, catalogs.python_keywords())
+    assert found == [(1, "NotFound"), (2, "Conflict"), (5, "CarlinkError")]
 
 
 @pytest.mark.parametrize(
