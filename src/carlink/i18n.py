@@ -137,14 +137,9 @@ def babel_locale(language: str | None = None) -> str:
 
 
 @cache
-def translations(language: str, domain: str | None = None) -> Translations:
-    """`domain`'s catalogue of `language`, falling back to all domains merged (the same English text can
-    mean different things in two parts of the platform: a template's own domain is asked first). Without a
-    domain, the merged catalogue. English is the texts as written."""
-    if domain is not None:
-        own = _load(language, domain) or Translations()
-        own.add_fallback(translations(language))
-        return own
+def translations(language: str) -> Translations:
+    """All domains of `language` merged into one catalogue (tests/unit/test_terminology.py keeps one
+    translation per English text across them). English is the texts as written."""
     merged = Translations()
     for name in DOMAINS if language != DEFAULT_LANGUAGE else ():
         loaded = _load(language, name)
@@ -179,8 +174,7 @@ def compile_po(po: Path) -> bytes:
 
 def _(message: str, **values: Any) -> str:
     """`message` in the current language, with ``%(name)s`` placeholders filled from `values`."""
-    text = translations(current()).ugettext(message)
-    return text % values if values else text
+    return translate(current(), message, **values)
 
 
 def translate(language: str | None, message: str, **values: Any) -> str:

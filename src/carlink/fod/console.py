@@ -36,7 +36,7 @@ from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.protocol.catalogue import CATALOGUE
 from carlink.protocol.packages import ROLES
-from carlink.store.portal import form_number, form_status, render, see_other, staff_caller, to_signin
+from carlink.store.portal import form_number, form_status, refused, render, see_other, staff_caller, to_signin
 
 router = APIRouter(include_in_schema=False)
 MOVES = {"pause": CampaignState.PAUSED, "resume": CampaignState.RUNNING, "cancel": CampaignState.CANCELLED}
@@ -343,9 +343,7 @@ async def create_campaign(
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 form=entered,
             )
     # The first wave is chosen now; its cars' sets go out right after the answer (see operator_api).

@@ -23,9 +23,9 @@ from carlink.store.portal import (
     current_caller,
     form_caller,
     form_number,
-    form_status,
     page_language,
     path_vin,
+    refused,
     render,
     see_other,
     to_signin,
@@ -86,9 +86,7 @@ async def _refused(
             session,
             caller,
             vin,
-            status=form_status(error),
-            error=error.message,
-            error_code=error.code,
+            **refused(error),
             **context,
         )
 

@@ -30,8 +30,8 @@ from carlink.store.portal import (
     current_caller,
     form_caller,
     form_number,
-    form_status,
     path_vin,
+    refused,
     render,
     see_other,
     staff_caller,
@@ -138,9 +138,7 @@ async def choose(request: Request, partner_id: str, csrf_token: str = Form("")) 
                 session,
                 caller,
                 "",
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
         return see_other(f"/partners?country={chosen.country}&done=chosen")
 
@@ -230,9 +228,7 @@ async def book(
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 note=note,
             )
         return see_other(f"/vehicles/{vin}/service?done=booked")
@@ -253,9 +249,7 @@ async def cancel(request: Request, vin: str, appointment_id: str, csrf_token: st
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
         return see_other(f"/vehicles/{vin}/service?done=cancelled")
 
@@ -417,9 +411,7 @@ async def dealer_book(
                 session,
                 caller,
                 partner,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
         return see_other("/dealer/appointments?done=booked")
 
@@ -511,9 +503,7 @@ async def operator_create_recall(request: Request) -> Response:
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 form=fields,
                 chosen_models=draft.model_keys,
             )

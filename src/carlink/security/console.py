@@ -26,7 +26,7 @@ from carlink.i18n import N_, _
 from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.security import alarms, config, soc
-from carlink.store.portal import form_number, form_status, render, see_other, staff_caller, to_signin
+from carlink.store.portal import form_number, form_status, refused, render, see_other, staff_caller, to_signin
 
 router = APIRouter(include_in_schema=False)
 Code = TypeVar("Code", str, int)
@@ -239,9 +239,7 @@ async def confirm_activation(request: Request, activation_id: str, csrf_token: s
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other("/soc?done=confirmed")
 
@@ -327,9 +325,7 @@ async def move_case(
                 session,
                 caller,
                 number,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 note=note[:500],
             )
     await platform.emit(alarms.SOC_CHANNEL, moved.event)

@@ -23,8 +23,8 @@ from carlink.security.rules import ActivationState
 from carlink.store.portal import (
     current_caller,
     form_caller,
-    form_status,
     path_vin,
+    refused,
     render,
     see_other,
     to_signin,
@@ -91,9 +91,7 @@ async def _refused(
             session,
             caller,
             vin,
-            status=form_status(error),
-            error=error.message,
-            error_code=error.code,
+            **refused(error),
             **context,
         )
 

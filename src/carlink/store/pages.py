@@ -28,6 +28,7 @@ from carlink.store.portal import (
     form_status,
     page_language,
     path_vin,
+    refused,
     render,
     see_other,
     step_url,
@@ -199,9 +200,7 @@ async def add_to_cart(
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 error_offer=form_number(offer_id),
                 entered_phone=phone[:40],
             )
@@ -426,9 +425,7 @@ async def confirm(
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     # A refusal here leaves the order placed: its page says so, and the jobs role settles or fails it.
     with contextlib.suppress(CarlinkError):

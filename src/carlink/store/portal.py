@@ -140,6 +140,11 @@ def form_status(error: CarlinkError) -> int:
     return 400 if error.status in (401, 404) else error.status
 
 
+def refused(error: CarlinkError) -> dict[str, Any]:
+    """What a page shows of a refused form: its status, the message in the reader's language, the code."""
+    return {"status": form_status(error), "error": error.message, "error_code": error.code}
+
+
 def step_url(vin: str, step: str) -> str:
     """Where a cart's next step (CartView.next_step: cart -> address -> payment -> review) is (STO-3)."""
     return f"/vehicles/{vin}/cart" if step == "cart" else f"/vehicles/{vin}/checkout/{step}"

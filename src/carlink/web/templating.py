@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from babel.support import Translations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import pass_context
-from jinja2.runtime import Context
 
 from carlink import i18n
 from carlink.catalog.money import format_money
@@ -19,24 +15,12 @@ from carlink.catalog.money import format_money
 WEB_TEMPLATES = Path(__file__).parent / "templates"
 
 
-@pass_context
-def _gettext(context: Context, message: str) -> str:
-    return _catalogue(context).ugettext(message)
+def _gettext(message: str) -> str:
+    return i18n.translations(i18n.current()).ugettext(message)
 
 
-@pass_context
-def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
-    return _catalogue(context).ungettext(singular, plural, count)
-
-
-def _catalogue(context: Context) -> Translations:
-    """The catalogue of the template being rendered (its domain first, then all: carlink.i18n.DOMAINS)."""
-    return i18n.translations(i18n.current(), _domain(context.name))
-
-
-@cache
-def _domain(template: str | None) -> str | None:
-    return i18n.domain_of(f"web/templates/{template}") if template else None
+def _ngettext(singular: str, plural: str, count: int) -> str:
+    return i18n.translations(i18n.current()).ungettext(singular, plural, count)
 
 
 def _money(amount_minor: int, currency: str) -> str:
@@ -44,8 +28,8 @@ def _money(amount_minor: int, currency: str) -> str:
 
 
 def portal_templates(*directories: Path) -> Jinja2Templates:
-    """Templates with gettext (``{% trans %}``, ``_()``) and the current language's formats: ``lang``,
-    and the filters ``number``, ``date``, ``datetime``, ``time`` and ``money`` (minor units, currency)."""
+    """Templates with gettext (``{% trans %}``, ``_()``), ``current_language()``, the language names, and
+    the current language's filters ``number``, ``date``, ``datetime``, ``time``, ``money`` (minor units)."""
     templates = Jinja2Templates(directory=[str(d) for d in (*directories, WEB_TEMPLATES)])
     env = templates.env
     env.add_extension("jinja2.ext.i18n")
