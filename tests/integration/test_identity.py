@@ -191,6 +191,22 @@ async def test_people_register_themselves_where_self_registration_is_offered_and
         assert (await kim.get("/api/v1/vehicles")).json() == []
 
 
+async def test_an_id_registered_through_the_api_speaks_the_language_asked_for(
+    stack: Stack, browser: httpx.AsyncClient
+) -> None:
+    base = {"password": "long-enough-1", "country": "DE"}
+    chosen = await browser.post(
+        "/api/v1/accounts",
+        json={**base, "email": "yui@example.com", "locale": "ja"},
+        headers={"Accept-Language": "de"},
+    )
+    assert chosen.status_code == 201 and chosen.json()["locale"] == "ja", chosen.text
+    browsers = await browser.post(
+        "/api/v1/accounts", json={**base, "email": "jonas@example.com"}, headers={"Accept-Language": "de-AT"}
+    )
+    assert browsers.status_code == 201 and browsers.json()["locale"] == "de", browsers.text
+
+
 async def test_self_registration_is_refused_in_countries_where_a_dealer_invites(
     stack: Stack, browser: httpx.AsyncClient
 ) -> None:

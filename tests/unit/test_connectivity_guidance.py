@@ -194,7 +194,11 @@ def test_the_country_table_covers_thirty_countries_with_valid_codes() -> None:
 
 
 def test_a_country_that_is_not_two_letters_is_refused_in_the_persons_language() -> None:
-    assert checked_country(" fr ") == "FR"
+    assert checked_country(" fr ") == "FR" and checked_country("is") == "IS"  # IS: known, no data of ours
+    for nonsense in ("ZZ", "QQ", "F1"):  # two characters that no country has
+        with pytest.raises(CarlinkError) as unknown:
+            checked_country(nonsense)
+        assert unknown.value.code == "invalid_country"
     with pytest.raises(CarlinkError) as refused:
         checked_country("France")
     assert refused.value.code == "invalid_country"

@@ -84,10 +84,16 @@ COUNTRIES: dict[str, CountryConnectivity] = {
 }
 
 
+# Every two-letter territory code CLDR knows (ISO 3166-1 alpha-2; "ZZ" is CLDR's "unknown region").
+ISO_COUNTRIES = frozenset(
+    code for code in map(str, Locale("en").territories) if len(code) == 2 and code.isalpha() and code != "ZZ"
+)
+
+
 def checked_country(raw: str) -> str:
     """An ISO 3166 alpha-2 code as typed in an address (``fr`` is ``FR``); anything else is refused."""
     raw = raw.strip()
-    if not _CODE.fullmatch(raw):
+    if not _CODE.fullmatch(raw) or raw.upper() not in ISO_COUNTRIES:
         raise CarlinkError(
             "%(country)s is not a country code; use two letters such as FR",
             code="invalid_country",

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from carlink import i18n
 from carlink.garage import service as garage
 from carlink.identity import invitations
 from carlink.identity import service as identity
@@ -20,6 +21,9 @@ class RegisterIn(BaseModel):
     password: str = Field(max_length=256)
     country: str = Field(min_length=2, max_length=2, description="ISO 3166 country of residence")
     display_name: str = Field(default="", max_length=120)
+    locale: str | None = Field(
+        default=None, max_length=8, description="en, de or ja; without it, the request's Accept-Language"
+    )
 
 
 class AccountOut(BaseModel):
@@ -64,6 +68,7 @@ async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
             password=body.password,
             country=body.country,
             display_name=body.display_name,
+            locale=i18n.supported(body.locale) or i18n.current(),
         )
         return account_out(account)
 

@@ -614,10 +614,10 @@ async def _take_the_car(session: AsyncSession, welcome: Welcome, account: Accoun
 
 
 async def register_self(
-    session: AsyncSession, settings: Settings, *, email: str, country: str, choices: Choices
+    session: AsyncSession, settings: Settings, *, email: str, country: str, language: str, choices: Choices
 ) -> Account:
     """REQ: ACC-3 — self-registration, only in the countries configured for it; the same choices as from
-    an invitation, without a car."""
+    an invitation, without a car; the ID speaks `language` (the page's)."""
     country = identity.check_self_registration(settings, country)
     partner = await _check_choices(session, choices, country)
     account = await identity.register(
@@ -627,6 +627,7 @@ async def register_self(
         password=choices.password,
         country=country,
         display_name=choices.display_name.strip(),
+        locale=language,
     )
     await _record_choices(session, account, partner, choices.consent, choices.policy_version)
     return account

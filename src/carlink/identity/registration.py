@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carlink import i18n
 from carlink.errors import CarlinkError
 from carlink.i18n import N_, _
 from carlink.identity import invitations
@@ -155,7 +156,12 @@ async def self_register(
             if not _form_token_ok(request, form_token):
                 raise CarlinkError(STALE_FORM, code="form_expired")
             account = await invitations.register_self(
-                session, platform.settings, email=email, country=country, choices=choices
+                session,
+                platform.settings,
+                email=email,
+                country=country,
+                language=i18n.current(),  # the language the page was in
+                choices=choices,
             )
         except CarlinkError as error:
             entered = {

@@ -115,10 +115,17 @@ async def create_account(
 
 
 async def register(
-    session: AsyncSession, settings: Settings, *, email: str, password: str, country: str, display_name: str
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    country: str,
+    display_name: str,
+    locale: str,
 ) -> Account:
     """Self-registration, only in countries configured for it (ACC-3); elsewhere a dealer invites. The ID
-    speaks the language the person registered in (the page's), until they choose another."""
+    speaks `locale` (the language the person registered in) until they choose another."""
     country = check_self_registration(settings, country)
     await check_email_free(session, email)
     return await create_account(
@@ -127,7 +134,7 @@ async def register(
         password=password,
         country=country,
         display_name=display_name,
-        locale=i18n.current(),
+        locale=i18n.supported(locale) or i18n.DEFAULT_LANGUAGE,
     )
 
 
