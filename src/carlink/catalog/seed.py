@@ -94,7 +94,7 @@ SERVICES: tuple[ServiceSeed, ...] = (
     ServiceSeed(
         code="tracking",
         category="security",
-        names={"en": "Vehicle tracking", "de": "Fahrzeugortung", "ja": "車両追跡サービス"},
+        names={"en": "Vehicle tracking", "de": "Fahrzeugortung", "ja": "車両トラッキング"},
         descriptions={
             "en": "Our security centre follows a stolen car around the clock and works with the police.",
             "de": "Unsere Sicherheitszentrale verfolgt ein gestohlenes Auto rund um die Uhr mit der Polizei.",
@@ -105,7 +105,7 @@ SERVICES: tuple[ServiceSeed, ...] = (
     ServiceSeed(
         code="tracking-plus",
         category="security",
-        names={"en": "Vehicle tracking plus", "de": "Fahrzeugortung Plus", "ja": "車両追跡サービス・プラス"},
+        names={"en": "Vehicle tracking plus", "de": "Fahrzeugortung plus", "ja": "車両トラッキング プラス"},
         descriptions={
             "en": "Tracking plus driver cards: a car moving without a known driver raises a silent alarm.",
             "de": "Ortung plus Fahrerkarten: fährt das Auto ohne bekannte Karte, geht ein stiller Alarm los.",
@@ -159,7 +159,7 @@ SERVICES: tuple[ServiceSeed, ...] = (
         code="adaptive-cruise",
         category="function",
         kind="function",
-        names={"en": "Adaptive cruise control", "de": "Abstandsregeltempostat", "ja": "アダプティブクルーズ"},
+        names={"en": "Adaptive cruise control", "de": "Abstandsregeltempomat", "ja": "アダプティブクルーズ"},
         descriptions={
             "en": "Keeps the speed you set and the distance to the car ahead, down to a stop in traffic.",
             "de": "Hält Ihr Tempo und den Abstand zum Vordermann – im Stau bis zum Stillstand.",
