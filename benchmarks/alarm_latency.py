@@ -167,21 +167,14 @@ async def _run(args: argparse.Namespace, alarms: int, result: dict[str, Any], ph
         alarm_vins = [car["vin"] for car in alarming]
         fleet_vins = [car["vin"] for car in manifest["cars"]]
 
-        port = rc.free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        service = await rc.start_child(
-            "service",
-            "service",
-            {
-                "database_url": database_url,
-                "broker_url": broker_url,
-                "secret": secret,
-                "port": port,
-                "embedded": args.broker == "embedded",
-            },
-            workdir,
+        service, base_url = await rc.start_service(
+            database_url,
+            broker_url,
+            secret,
+            embedded=args.broker == "embedded",
+            workdir=workdir,
+            cleanup=cleanup,
         )
-        cleanup.push_async_callback(service.stop)
         with phase.bar("starting the service", None):
             await rc.wait_ready(service, base_url, timeout=90)
 

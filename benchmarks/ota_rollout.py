@@ -367,21 +367,14 @@ async def _run(args: argparse.Namespace, result: dict[str, Any], phase: rc.Phase
         manifest_path.write_text(json.dumps(manifest))
         fleet_vins = [car["vin"] for car in manifest["cars"]]
 
-        port = rc.free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        service = await rc.start_child(
-            "service",
-            "service",
-            {
-                "database_url": database_url,
-                "broker_url": broker_url,
-                "secret": secret,
-                "port": port,
-                "embedded": args.broker == "embedded",
-            },
-            workdir,
+        service, base_url = await rc.start_service(
+            database_url,
+            broker_url,
+            secret,
+            embedded=args.broker == "embedded",
+            workdir=workdir,
+            cleanup=cleanup,
         )
-        cleanup.push_async_callback(service.stop)
         static_port = rc.free_port()
         static = await start_static_server(workdir, static_port)
         cleanup.push_async_callback(static.stop)

@@ -129,21 +129,9 @@ async def _run(args: argparse.Namespace, result: dict[str, Any], phase: rc.Phase
         with phase.bar(f"seeding the demo world ({args.database})", None):
             await rc.seed(database_url, secret, 0)
         broker_url, _, _ = rc.start_broker("embedded", workdir, secret, [], cleanup)
-        port = rc.free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        service = await rc.start_child(
-            "service",
-            "service",
-            {
-                "database_url": database_url,
-                "broker_url": broker_url,
-                "secret": secret,
-                "port": port,
-                "embedded": True,
-            },
-            workdir,
+        service, base_url = await rc.start_service(
+            database_url, broker_url, secret, embedded=True, workdir=workdir, cleanup=cleanup
         )
-        cleanup.push_async_callback(service.stop)
         with phase.bar("starting the service", None):
             await rc.wait_ready(service, base_url, timeout=90)
 

@@ -450,21 +450,14 @@ async def _run(args: argparse.Namespace, result: dict[str, Any], phase: Phase) -
         manifest_path.write_text(json.dumps(manifest))
         fleet_vins = [car["vin"] for car in manifest["cars"]]
 
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        service = await start_child(
-            "service",
-            "service",
-            {
-                "database_url": database_url,
-                "broker_url": broker_url,
-                "secret": secret,
-                "port": port,
-                "embedded": args.broker == "embedded",
-            },
-            workdir,
+        service, base_url = await start_service(
+            database_url,
+            broker_url,
+            secret,
+            embedded=args.broker == "embedded",
+            workdir=workdir,
+            cleanup=cleanup,
         )
-        cleanup.push_async_callback(service.stop)
         with phase.bar("starting the service", None):
             await wait_ready(service, base_url, timeout=90)
 
@@ -707,6 +700,34 @@ def _mosquitto_version(binary: str) -> str:
         out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5, check=False).stdout
         return out.splitlines()[0].split(" version ")[-1].strip() if out else ""
     return ""
+
+
+async def start_service(
+    database_url: str,
+    broker_url: str,
+    secret: str,
+    *,
+    embedded: bool,
+    workdir: Path,
+    cleanup: contextlib.AsyncExitStack,
+) -> tuple[Child, str]:
+    """The service role (uvicorn with all roles; with `embedded`, the amqtt broker too) on a free loopback
+    port, stopped by `cleanup`; its base URL. Not yet ready: `wait_ready` waits for it."""
+    port = free_port()
+    service = await start_child(
+        "service",
+        "service",
+        {
+            "database_url": database_url,
+            "broker_url": broker_url,
+            "secret": secret,
+            "port": port,
+            "embedded": embedded,
+        },
+        workdir,
+    )
+    cleanup.push_async_callback(service.stop)
+    return service, f"http://127.0.0.1:{port}"
 
 
 async def portal_sign_in(http: httpx.AsyncClient, email: str) -> None:
