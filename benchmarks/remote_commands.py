@@ -342,19 +342,19 @@ async def start_child(
     pipe: bool = False,
     script: Path = SCRIPT,
     stdin: bool = False,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Child:
     """A role of `script` (this one by default) as a child process; `pipe` reads its stdout, `stdin` lets
-    the benchmark write to it."""
+    the benchmark write to it. `command` runs another program instead (then `role` and `config` are
+    unused), with `env` added to this process's environment."""
     log = workdir / f"{name}.log"
+    argv = command or [sys.executable, str(script), "--role", role, "--role-config", json.dumps(config)]
     with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(script),
-            "--role",
-            role,
-            "--role-config",
-            json.dumps(config),
+            *argv,
             cwd=PROJECT,
+            env={**os.environ, **env} if env else None,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if pipe else sink,
             stderr=sink,
@@ -404,6 +404,15 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # The contract's keys are always there; null when a failed set-up left nothing to measure.
         **dict.fromkeys(("cmd_p50_ms", "cmd_p99_ms", "mqtt_p50_ms", "mqtt_p99_ms", "ratio_p99")),
     }
+    await run_phases(result, lambda phase: _run(args, result, phase))
+    if "error" not in result:
+        print_summary(result)
+    return result
+
+
+async def run_phases(result: dict[str, Any], run: Callable[[Phase], Awaitable[None]]) -> None:
+    """Runs a benchmark's phases under progress bars on stderr. SIGTERM cancels them as Ctrl-C does, so every
+    clean-up runs; a failed set-up or an interruption ends as `result["error"]`; sets `total_s`."""
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert main_task is not None
@@ -419,7 +428,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         with progress:
-            await _run(args, result, Phase(progress))
+            await run(Phase(progress))
     except SetupFailed as exc:
         result["error"] = str(exc)
         console.print(f"[red]set-up failed:[/red] {exc}")
@@ -429,9 +438,6 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
     result["total_s"] = round(time.monotonic() - started, 1)
-    if "error" not in result:
-        print_summary(result)
-    return result
 
 
 async def _run(args: argparse.Namespace, result: dict[str, Any], phase: Phase) -> None:
@@ -710,22 +716,46 @@ async def start_service(
     embedded: bool,
     workdir: Path,
     cleanup: contextlib.AsyncExitStack,
+    roles: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "service",
 ) -> tuple[Child, str]:
     """The service role (uvicorn with all roles; with `embedded`, the amqtt broker too) on a free loopback
-    port, stopped by `cleanup`; its base URL. Not yet ready: `wait_ready` waits for it."""
+    port, stopped by `cleanup`; its base URL. Not yet ready: `wait_ready` waits for it.
+
+    With `roles`, one instance of a split deployment instead: `carlink serve --role ...` as an operator runs
+    it, configured by CARLINK_* variables (database, broker, secret, base URL, plus `env`)."""
     port = free_port()
-    service = await start_child(
-        "service",
-        "service",
-        {
-            "database_url": database_url,
-            "broker_url": broker_url,
-            "secret": secret,
-            "port": port,
-            "embedded": embedded,
-        },
-        workdir,
-    )
+    config = {
+        "database_url": database_url,
+        "broker_url": broker_url,
+        "secret": secret,
+        "port": port,
+        "embedded": embedded,
+    }
+    command = None
+    if roles:
+        command = [
+            str(Path(sys.executable).with_name("carlink")),
+            "serve",
+            "--port",
+            str(port),
+            "--no-migrate",
+        ]
+        command += [option for role in roles for option in ("--role", role)]
+        env = {
+            "CARLINK_DATABASE_URL": database_url,
+            "CARLINK_MQTT_URL": broker_url,
+            "CARLINK_MQTT_TOPIC_PREFIX": PREFIX,
+            "CARLINK_SECRET_KEY": secret,
+            "CARLINK_BASE_URL": f"http://127.0.0.1:{port}",
+            "CARLINK_LOG_LEVEL": "WARNING",
+            # A benchmark sends thousands of commands from one ID, many to one car: it measures
+            # throughput, not the per-car rate limit (issue 9), so the limit is out of its way.
+            "CARLINK_COMMANDS_PER_VEHICLE": "1000000",
+            **(env or {}),
+        }
+    service = await start_child(name, "service", config, workdir, command=command, env=env)
     cleanup.push_async_callback(service.stop)
     return service, f"http://127.0.0.1:{port}"
 

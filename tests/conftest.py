@@ -12,6 +12,8 @@ from tests.support.databases import PostgresDatabases, drop_sqlite_template, new
 from tests.support.stack import Stack, running_stack
 
 _postgres = PostgresDatabases()
+# The fault suite's scenario × outcome table: printed by the xdist controller, which loads only this conftest.
+pytest_plugins = ["tests.faults.outcomes"]
 
 # Each stack test runs twice: SQLite with the embedded broker (the demo's set-up) and PostgreSQL with
 # Mosquitto (production's), so both databases and both brokers are proven on every behaviour.

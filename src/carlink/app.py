@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.resources
 import json
 import logging
 import re
@@ -21,9 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from swagger_ui_bundle import swagger_ui_path
 
-from carlink import __version__, i18n
+from carlink import __version__, error_responses, i18n
 from carlink.catalog.seed import ensure_catalogue
 from carlink.compat import api as compat_api
 from carlink.connectivity import api as connectivity_api
@@ -53,6 +53,7 @@ from carlink.identity.tokens import TokenIssuer
 from carlink.incar import api as incar_api
 from carlink.incar import pages as incar_pages
 from carlink.jobs.scheduler import run_forever
+from carlink.logs import redact_access_log, redact_target
 from carlink.notify import api as notify_api
 from carlink.notify import pages as notify_pages
 from carlink.partners import api as partners_api
@@ -76,9 +77,11 @@ from carlink.store import pages as store_pages
 from carlink.store import services_pages as store_services_pages
 from carlink.store.payments import SandboxGateway
 from carlink.web import pages
+from carlink.web.headers import CONTENT_SECURITY_POLICY, content_security_policy, script_hash
 
 log = logging.getLogger("carlink")
 MAX_BODY_BYTES = 1024 * 1024
+DATABASE_RETRY_SECONDS = 5  # Retry-After while the database is unreachable (a restart takes seconds)
 
 
 async def start_platform(platform: Platform, *, migrate: bool = True) -> list[asyncio.Task[None]]:
@@ -177,6 +180,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.platform = platform
+    redact_access_log()  # no OAuth code, login state or invitation token in the access log
     for router in (
         identity_api.router,
         oidc.router,
@@ -212,20 +216,25 @@ def create_app(
         connectivity_api.router,
         connectivity_pages.router,
     ):
-        app.include_router(router)
+        # The refusals every API route may answer, in the document with our error body (issue 9).
+        app.include_router(router, responses=error_responses.for_prefix(router.prefix))
     # The API docs work offline too: Swagger UI comes from a Python package, not a CDN.
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+    # Swagger UI 5 (fastapi-swagger's copy of swagger-ui-dist) reads OpenAPI 3.1, which FastAPI writes.
+    swagger = Path(str(importlib.resources.files("fastapi_swagger.resources")))
+    app.mount("/static/swagger", StaticFiles(directory=swagger), name="swagger")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="carlink API",
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
         )
+        page.headers["Content-Security-Policy"] = _swagger_policy(bytes(page.body).decode())
+        return page
 
     _install_handlers(app)
     _install_middleware(app)
@@ -250,6 +259,15 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _swagger_policy(html: str) -> str:
+    """Swagger UI (vendored, not ours) starts from one inline script, allowed by its hash, and styles its
+    React elements inline; the rest of the portal's policy stands."""
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    return content_security_policy(
+        script_src=" ".join(script_hash(script) for script in scripts), style_src="'unsafe-inline'"
+    )
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -332,24 +350,68 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_refused(request: Request, error: DBAPIError) -> Response:
+        if _database_unreachable(error):
+            return await unreachable(request, error)
         if not _is_data_exception(error):
             return await unexpected(request, error)
         # Text the database cannot keep (a NUL character, which PostgreSQL refuses, say) is the caller's
         # input, not our failure; the unit of work was rolled back, so nothing of it was written.
-        log.info("refused input the database cannot store on %s %s", request.method, request.url.path)
+        log.info("refused input the database cannot store on %s %s", request.method, _logged_path(request))
         refusal = CarlinkError(N_("the request holds characters that cannot be stored"), code="invalid_input")
         if _wants_html(request):
             return pages.error_page(request, refusal)
         return JSONResponse(error_body(refusal.code, refusal.message), status_code=400)
 
+    @app.exception_handler(ConnectionError)
+    async def unreachable(request: Request, error: Exception) -> Response:
+        """A database restart is seconds of outage, not a fault of the request: the client is told to try
+        again, and the jobs role finishes what the request left half-way (issue 9, docs/faults.md)."""
+        if not _database_unreachable(error):
+            return await unexpected(request, error)
+        log.warning("database unreachable on %s %s: %r", request.method, _logged_path(request), error)
+        outage = CarlinkError(
+            N_("the service is briefly unavailable; please try again in a moment"),
+            code="service_unavailable",
+            status=503,
+        )
+        outage.headers["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+        return await carlink_error(request, outage)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception("unexpected error on %s %s", request.method, _logged_path(request))
         failure = CarlinkError(N_("something went wrong on our side"), code="internal_error", status=500)
+        response: Response = JSONResponse(error_body(failure.code, failure.message), status_code=500)
         if _wants_html(request):
             with contextlib.suppress(Exception):  # the page itself must not be the next failure
-                return pages.error_page(request, failure)
-        return JSONResponse(error_body(failure.code, failure.message), status_code=500)
+                response = pages.error_page(request, failure)
+        # Starlette answers from outside EdgeGuard here, so the security headers are added on the spot.
+        for name, value in SECURITY_HEADERS:
+            response.headers.setdefault(name.decode(), value.decode())
+        return response
+
+
+def _logged_path(request: Request) -> str:
+    """The path as a log may show it: an invitation's token in /register/{token} is a secret."""
+    return redact_target(request.url.path)
+
+
+def _database_unreachable(error: Exception) -> bool:
+    """The database cannot be reached or is restarting: a refused or cut connection, a connection the pool
+    found dead, or SQLSTATE class 08 (connection exception) and 57P (shutdown, starting up)."""
+    if isinstance(error, ConnectionError):  # refused or reset while the pool connects
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    for candidate in (error.orig, getattr(error.orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str) and state.startswith(("08", "57P")):
+            return True
+        if type(candidate).__name__ == "ConnectionDoesNotExistError":
+            return True  # asyncpg: the server closed the connection under a query
+    return False
 
 
 def _is_data_exception(error: DBAPIError) -> bool:
@@ -368,7 +430,14 @@ def _install_middleware(app: FastAPI) -> None:
     app.add_middleware(EdgeGuard)
 
 
-SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+# Every answer: no MIME sniffing, no full URLs to other sites, no framing; a page that needs a wider
+# Content-Security-Policy sets its own header, which is then kept (docs/security/web.md).
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+]
 
 
 class EdgeGuard:
@@ -440,7 +509,11 @@ async def _too_large(send: Any) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *SECURITY_HEADERS,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body.encode()})

@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     login_failures_per_source_per_10min: int = 50
     pin_failures_before_lock: int = 3
     pin_lock_minutes: int = 60
+    # Rate limits per ID and car (issue 9; 429 with Retry-After): remote commands on every channel, and
+    # PIN challenges (each one a PIN guess). Far above what a person does; benchmarks raise them.
+    commands_per_vehicle: int = 30
+    command_window_seconds: int = 300
+    pin_challenges_per_vehicle: int = 10
+    pin_challenge_window_seconds: int = 600
+    # The Secure flag on our cookies. Unset: on, except when base_url is plain http on a loopback host
+    # (the demo on 127.0.0.1), where strict clients (httpx, curl) would not send a Secure cookie back.
+    secure_cookies: bool | None = None
     log_level: str = "INFO"
     log_json: bool = False
     # Outgoing mail server: smtp://host:port, smtp+starttls://user:pass@host:port or smtps://user:pass@host:port.

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Page, ViewportSize
+from playwright.async_api import BrowserContext, Page, ViewportSize
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -38,6 +38,24 @@ async def violations(page: Page) -> list[dict[str, Any]]:
         await page.evaluate(_axe_source())
     found: list[dict[str, Any]] = await page.evaluate(_RUN, TAGS)
     return [v for v in found if v["impact"] in BLOCKING]
+
+
+# Every Content-Security-Policy violation in the browser is reported to the test (issue 9: a strict policy
+# that the pages keep). The listener is installed before any page script runs, and is not itself subject
+# to the page's policy.
+_CSP_LISTENER = """document.addEventListener("securitypolicyviolation", (e) => window.carlinkCspViolation(
+  `${document.location.pathname}: ${e.effectiveDirective} blocked ${e.blockedURI || "inline"}` +
+  ` (${e.sourceFile || "page"}:${e.lineNumber})`));"""
+
+
+async def watch_csp(context: BrowserContext, blocked: list[str]) -> None:
+    """Collects the context's CSP violations into `blocked`."""
+
+    def report(violation: str) -> None:
+        blocked.append(violation)
+
+    await context.expose_function("carlinkCspViolation", report)
+    await context.add_init_script(_CSP_LISTENER)
 
 
 def describe(url: str, found: list[dict[str, Any]]) -> str:

@@ -34,7 +34,7 @@ from carlink.protocol.messages import AlarmTrigger
 from carlink.store.models import Order
 from carlink.web.pages import HOME
 from tests.conftest import STACKS
-from tests.e2e.accessibility import PHONE, describe, overflow, violations
+from tests.e2e.accessibility import PHONE, describe, overflow, violations, watch_csp
 from tests.e2e.conftest import TIMEOUT_MS
 from tests.integration.test_soc_console import activate_package, raise_alarm
 from tests.integration.test_store_contracts import ready_cart
@@ -317,7 +317,9 @@ async def _sign_in(page: Page, email: str, language: str) -> None:
     assert await page.locator("html").get_attribute("lang") == language, f"{email}: language not saved"
 
 
-async def _browser_for(browser: Browser, stack: Stack, who: str | None, language: str) -> Page:
+async def _browser_for(
+    browser: Browser, stack: Stack, who: str | None, language: str, blocked: list[str]
+) -> Page:
     # A visitor's browser speaks the language. A signed-in person's browser speaks another one, so a page
     # that ignored the profile's language would show in the wrong one (and fail the lang check).
     accept = language if who is None else ("de" if language == "en" else "en")
@@ -325,6 +327,7 @@ async def _browser_for(browser: Browser, stack: Stack, who: str | None, language
         base_url=stack.base_url, viewport=DESKTOP, extra_http_headers={"Accept-Language": ACCEPT[accept]}
     )
     context.set_default_timeout(TIMEOUT_MS)
+    await watch_csp(context, blocked)  # the strict Content-Security-Policy holds on every page (issue 9)
     page = await context.new_page()
     if who is not None:
         await _sign_in(page, who, language)
@@ -356,9 +359,10 @@ async def test_every_page_passes_axe_and_fits_a_phone(stack: Stack, browser: Bro
     pages: dict[str | None, Page] = {}
     wrong: list[str] = []
     problems: list[str] = []
+    blocked: list[str] = []
     for who, address, status in visits:
         if who not in pages:
-            pages[who] = await _browser_for(browser, stack, who, language)
+            pages[who] = await _browser_for(browser, stack, who, language, blocked)
         page = pages[who]
         url = address.format(**values)
         response = await page.goto(url)
@@ -382,6 +386,7 @@ async def test_every_page_passes_axe_and_fits_a_phone(stack: Stack, browser: Bro
         await page.context.close()
     assert not wrong, "\n".join(wrong)
     assert not problems, "\n".join(problems)
+    assert not blocked, "Content-Security-Policy violations:\n" + "\n".join(sorted(set(blocked)))
 
 
 async def _landed(

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from carlink.demo import world
+from tests.support.purchases import VISA
 from tests.support.stack import NINE_ELEVEN, TAYCAN, Stack
 
-VISA = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 CAMPAIGN = {
     "name": "Taycan infotainment 1.2",
     "package": "function-lane-assist",  # any signed package will do for the API

@@ -31,9 +31,9 @@ from carlink.protocol.transport import BrokerAddress, make_client
 from carlink.sim.car import SimulatedCar
 from carlink.store.models import Contract, Payment
 from carlink.store.payments import SandboxCharge
+from tests.support.purchases import VISA
 from tests.support.stack import SECRET, TAYCAN, Stack, eventually
 
-VISA = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 WAIT = 20.0  # seconds for what travels over HTTP and MQTT
 
 

@@ -351,7 +351,9 @@ async def test_a_refresh_token_keeps_a_client_working_even_after_the_id_is_locke
     state = await start_sign_in(browser)
     await solve_the_picture(browser, state, world.OWNER)
     locked = await enter_password(browser, state, world.OWNER, world.PASSWORD)
-    assert locked.status_code == 400 and page_error_code(locked) == "account_locked"
+    # The lock keeps its status and says when to try again, as on the portal's sign-in (issue 9).
+    assert locked.status_code == 423 and page_error_code(locked) == "account_locked"
+    assert int(locked.headers["Retry-After"]) > 0
     response = await refresh(browser, tokens["refresh_token"])
     assert response.status_code == 200, response.text
     body = response.json()
@@ -437,7 +439,8 @@ async def test_a_quick_retry_after_three_wrong_passwords_is_asked_to_wait(
     assert unsolved.status_code == 400 and page_error_code(unsolved) == "captcha_required"
     await solve_the_picture(browser, state, world.STRANGER)
     hurried = await enter_password(browser, state, world.STRANGER, world.PASSWORD)
-    assert hurried.status_code == 400 and page_error_code(hurried) == "slow_down"
+    assert hurried.status_code == 429 and page_error_code(hurried) == "slow_down"  # issue 9: 429, Retry-After
+    assert int(hurried.headers["Retry-After"]) > 0
 
 
 async def test_the_password_step_keeps_the_id_of_the_first_step(

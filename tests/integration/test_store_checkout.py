@@ -13,16 +13,8 @@ from carlink.demo import world
 from carlink.notify.models import OutboxEmail
 from carlink.store.models import Contract, Order
 from carlink.store.payments import SandboxCharge
+from tests.support.purchases import ADDRESS, VISA
 from tests.support.stack import PANAMERA, TAYCAN, Stack, eventually
-
-ADDRESS = {
-    "name": "Alex Example",
-    "street": "Beispielweg 1",
-    "postcode": "70173",
-    "city": "Stuttgart",
-    "country": "DE",
-}
-VISA = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
 
 
 def offer_id(store: dict[str, Any], service: str, term: str) -> int:

@@ -32,15 +32,9 @@ from carlink.store import service as store
 from carlink.store.models import Contract, Order, Payment, PaymentMethod
 from carlink.store.payments import ChargeResult, ChargeStatus, SandboxCharge, SandboxRefund
 from carlink.store.service import add_months
+from tests.support.purchases import ADDRESS
 from tests.support.stack import NINE_ELEVEN, PANAMERA, TAYCAN, Stack, eventually
 
-ADDRESS = {
-    "name": "Alex Example",
-    "street": "Beispielweg 1",
-    "postcode": "70173",
-    "city": "Stuttgart",
-    "country": "DE",
-}
 VISA = "4242 4242 4242 4242"
 VISA_CHALLENGE = "4000 0000 0000 3220"
 VISA_DECLINED = "4000 0000 0000 0002"

@@ -23,15 +23,9 @@ from carlink.store.models import BillingAddress, CartLine, Contract, Order, Paym
 from carlink.store.payments import SandboxCharge
 from carlink.telemetry.models import Measurement
 from tests.support.portal import Browser
+from tests.support.purchases import ADDRESS
 from tests.support.stack import TAYCAN, Stack
 
-ADDRESS = {
-    "name": "Alex Example",
-    "street": "Beispielweg 1",
-    "postcode": "70173",
-    "city": "Stuttgart",
-    "country": "DE",
-}
 VISA = {"number": "4242 4242 4242 4242", "exp_month": "12", "exp_year": "2031", "cvc": "123"}
 
 

@@ -23,6 +23,7 @@ from carlink.remote import service as remote
 from carlink.telemetry import service as telemetry
 
 from . import commands, measurements, pictures, vehicles
+from . import schemas as wire
 
 router = APIRouter(prefix="/app", tags=["compatibility"])
 API = "/connect/v1/vehicles"
@@ -74,7 +75,7 @@ def _filter(request: Request, name: str, everything: tuple[str, ...]) -> list[st
     return list(keys)
 
 
-@router.get(API)
+@router.get(API, response_model=None, responses={200: {"model": list[wire.VehicleItem]}})
 async def list_vehicles(request: Request) -> list[dict[str, Any]]:
     """A1: the caller's vehicles (a JSON array, as the clients iterate it)."""
     async with platform_of(request).db.transaction() as session:
@@ -82,7 +83,12 @@ async def list_vehicles(request: Request) -> list[dict[str, Any]]:
         return [vehicles.vehicle_item(entry) for entry in await garage.garage(session, caller.account)]
 
 
-@router.get(API + "/{vin}")
+@router.get(
+    API + "/{vin}",
+    response_model=None,
+    responses={200: {"model": wire.Overview}},
+    openapi_extra={"parameters": wire.OVERVIEW_PARAMETERS},
+)
 async def vehicle_overview(vin: str, request: Request) -> dict[str, Any]:
     """A2-A6: stored overview; with `wakeUpJob` the current one (the car is woken first, rate-limited:
     when it was woken moments ago the stored data is the answer, RMT-2); with `cf` also capabilities."""
@@ -104,7 +110,7 @@ async def vehicle_overview(vin: str, request: Request) -> dict[str, Any]:
         )
 
 
-@router.get(API + "/{vin}/pictures")
+@router.get(API + "/{vin}/pictures", response_model=None, responses={200: {"model": list[wire.Picture]}})
 async def vehicle_pictures(vin: str, request: Request) -> list[dict[str, Any]]:
     """A7: the five views, served by carlink itself (see `pictures` for why the URLs need no token header)."""
     platform = platform_of(request)
@@ -126,7 +132,11 @@ async def vehicle_pictures(vin: str, request: Request) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/pictures/{vin}/{token}/{view}.png", response_class=Response)
+@router.get(
+    "/pictures/{vin}/{token}/{view}.png",
+    response_class=Response,
+    responses={200: {"description": "the picture", "content": {"image/png": {}}}},
+)
 async def picture(vin: str, token: str, view: str, request: Request) -> Response:
     platform = platform_of(request)
     async with platform.db.session() as session:
@@ -144,7 +154,12 @@ async def picture(vin: str, token: str, view: str, request: Request) -> Response
     )
 
 
-@router.post(API + "/{vin}/commands")
+@router.post(
+    API + "/{vin}/commands",
+    response_model=None,
+    responses={200: {"model": wire.CommandStatus | wire.ChallengeAnswer}},
+    openapi_extra={"requestBody": wire.COMMAND_REQUEST},
+)
 async def send_command(vin: str, request: Request) -> dict[str, Any]:
     """A8: a remote service; answers ACCEPTED with an id to poll. SPIN_CHALLENGE answers the challenge
     at once. Status 200 rather than 202: some clients of this API test for 200 exactly."""
@@ -158,7 +173,7 @@ async def send_command(vin: str, request: Request) -> dict[str, Any]:
         caller = await require_caller(request, session)
         entry = await garage.garage_entry(session, caller.account, vin)
         if command.key == commands.SPIN_CHALLENGE:
-            challenge = await remote.issue_pin_challenge(session, entry, caller.account)
+            challenge = await remote.issue_pin_challenge(session, platform.settings, entry, caller.account)
             return {"data": {"challenge": challenge.challenge}}
         kind = commands.command_type(command.key)
         row = await remote.send_remote_service(
@@ -176,7 +191,9 @@ async def send_command(vin: str, request: Request) -> dict[str, Any]:
     return commands.status(row)
 
 
-@router.get(API + "/{vin}/commands/{command_id}")
+@router.get(
+    API + "/{vin}/commands/{command_id}", response_model=None, responses={200: {"model": wire.CommandStatus}}
+)
 async def command_status(vin: str, command_id: str, request: Request) -> dict[str, Any]:
     """A9: polled every second by the clients until PERFORMED or ERROR."""
     async with platform_of(request).db.transaction() as session:

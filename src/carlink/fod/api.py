@@ -9,9 +9,11 @@ import base64
 import binascii
 import os
 import stat
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.errors import NotFound, Unauthorised
@@ -30,6 +32,19 @@ class PackageFileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
+class Signature(BaseModel):
+    keyid: str
+    sig: str = Field(description="Ed25519 over the canonical JSON of `signed`, hex")
+
+
+class SignedEnvelope(BaseModel):
+    """A metadata document as the car verifies it (docs/protocol.md 'Signed data packages')."""
+
+    signed: dict[str, Any]
+    signatures: list[Signature]
+
+
+METADATA: dict[int | str, dict[str, Any]] = {200: {"model": SignedEnvelope}}
 # Metadata changes with every signed version; a cache must ask again each time.
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -64,7 +79,7 @@ async def authorise(request: Request, session: AsyncSession) -> str:
     return f"operator:{caller.account.id}"
 
 
-@router.get("/metadata/root.json")
+@router.get("/metadata/root.json", responses=METADATA)
 async def latest_root(request: Request) -> JSONResponse:
     async with platform_of(request).db.session() as session:
         await authorise(request, session)
@@ -72,7 +87,7 @@ async def latest_root(request: Request) -> JSONResponse:
     return JSONResponse(row.envelope, headers=NO_CACHE)
 
 
-@router.get("/metadata/{version}.root.json")
+@router.get("/metadata/{version}.root.json", responses=METADATA)
 async def numbered_root(request: Request, version: int) -> JSONResponse:
     async with platform_of(request).db.session() as session:
         await authorise(request, session)
@@ -80,7 +95,7 @@ async def numbered_root(request: Request, version: int) -> JSONResponse:
     return JSONResponse(row.envelope)  # a signed version never changes
 
 
-@router.get("/metadata/targets.json")
+@router.get("/metadata/targets.json", responses=METADATA)
 async def latest_targets(request: Request) -> JSONResponse:
     async with platform_of(request).db.session() as session:
         await authorise(request, session)
@@ -88,7 +103,22 @@ async def latest_targets(request: Request) -> JSONResponse:
     return JSONResponse(row.envelope, headers=NO_CACHE)
 
 
-@router.get("/files/{name}")
+# The operator chose the Content-Type when adding the package; octet-stream unless they said otherwise.
+FILE_BYTES = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+@router.get(
+    "/files/{name}",
+    response_class=PackageFileResponse,
+    responses={
+        200: {"description": "the whole file", **FILE_BYTES},
+        206: {"description": "the file from the requested offset, with Content-Range", **FILE_BYTES},
+        416: {
+            "description": "the range starts past the end (empty body; Content-Range names the size)",
+            "content": {"text/plain": {}},
+        },
+    },
+)
 @router.head("/files/{name}", include_in_schema=False)
 async def package_file(request: Request, name: str) -> PackageFileResponse:
     """The file's bytes; `Range: bytes=<from>-` resumes (206 with Content-Range, 416 past the end).

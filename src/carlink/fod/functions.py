@@ -309,10 +309,10 @@ async def cancel_order(session: AsyncSession, account: Account, order_id: int) -
         select(Delivery).where(Delivery.function_order_id == order.id).with_for_update()
     )
     await session.refresh(order, with_for_update=True)
+    if order.account_id != account.id:  # asked first: others are refused even once the buyer cancelled
+        raise CarlinkError("Only the person who ordered it can cancel it.", code="buyer_only", status=403)
     if order.state == FunctionOrderState.CANCELLED:
         return order
-    if order.account_id != account.id:
-        raise CarlinkError("Only the person who ordered it can cancel it.", code="buyer_only", status=403)
     if order.state != FunctionOrderState.ORDERED or (
         delivery is not None and delivery.state == DeliveryState.INSTALLING
     ):

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 
+from carlink.error_responses import errors
 from carlink.errors import NotFound
 from carlink.fod import deliveries, updates
 from carlink.fod import schemas as s
@@ -13,7 +14,10 @@ from carlink.fod.rules import CampaignState
 from carlink.identity.access import platform_of, require_caller
 from carlink.identity.service import OPERATOR, require_staff
 
-router = APIRouter(prefix="/api/v1/operator/campaigns", tags=["software update campaigns"])
+# A campaign moved in a way its state does not allow is 409.
+router = APIRouter(
+    prefix="/api/v1/operator/campaigns", tags=["software update campaigns"], responses=errors(409)
+)
 MOVES = {"pause": CampaignState.PAUSED, "resume": CampaignState.RUNNING, "cancel": CampaignState.CANCELLED}
 
 

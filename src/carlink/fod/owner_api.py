@@ -8,13 +8,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from carlink.error_responses import errors
 from carlink.fod import deliveries, functions, updates
 from carlink.fod import schemas as s
 from carlink.garage import service as garage
 from carlink.identity.access import platform_of
 from carlink.store.api import _caller
 
-router = APIRouter(prefix="/api/v1", tags=["functions and updates"])
+# An order or an update in the wrong state for the step is 409.
+router = APIRouter(prefix="/api/v1", tags=["functions and updates"], responses=errors(409))
 
 
 @router.get("/vehicles/{vin}/functions")

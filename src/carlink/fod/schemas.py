@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from carlink.catalog import service as catalog
 from carlink.catalog.money import format_money
@@ -13,16 +13,20 @@ from carlink.fod.models import Delivery, FunctionOrder, UpdateCampaign, UpdateCo
 
 
 class FunctionOrderIn(BaseModel):
+    # JSON types as declared: no true for 1, no "1" for 1 (a client bug shows, not a guess; issue 9)
+    model_config = ConfigDict(strict=True)
     offer_id: int
     payment_method_id: int
     accept_terms: bool = False
 
 
 class ConsentIn(BaseModel):
+    model_config = ConfigDict(strict=True)
     enabled: bool
 
 
 class CampaignIn(BaseModel):
+    model_config = ConfigDict(strict=True)
     name: str = Field(min_length=1, max_length=120)
     package: str = Field(min_length=1, max_length=200)
     model_key: str = Field(min_length=1, max_length=32)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
+from carlink.error_responses import errors
 from carlink.errors import TooManyRequests
 from carlink.garage import service as garage
 from carlink.garage.schemas import (
@@ -24,11 +26,38 @@ from carlink.remote import service as remote
 from carlink.remote.api import wait_for_outcome
 from carlink.telemetry import service as telemetry
 
-router = APIRouter(prefix="/api/v1/vehicles", tags=["vehicles"])
+# A car registered already, a second main user …: 409.
+router = APIRouter(prefix="/api/v1/vehicles", tags=["vehicles"], responses=errors(409))
 catalogue_router = APIRouter(prefix="/api/v1/catalogue", tags=["model catalogue"])
 
 
-@catalogue_router.get("/models")
+class CatalogueVariantOut(BaseModel):
+    code: str
+    name: str
+    engine: str
+    commands: list[str]
+    measurements: list[str]
+
+
+class CatalogueModelOut(BaseModel):
+    key: str
+    line: str
+    generation: str
+    generation_code: str
+    years: dict[str, int | None] = Field(description="`from` and `to` (null while still built)")
+    data_connections: list[str]
+    esim_only: bool
+    roaming: str
+    data_switch_menu: str
+    pairing_code_needed: bool
+    in_car_id_login: bool
+    privacy_scope: str
+    connection_symbol: str
+    remote_access_authorisation_required: bool
+    variants: list[CatalogueVariantOut]
+
+
+@catalogue_router.get("/models", response_model=list[CatalogueModelOut])
 async def list_models() -> list[dict[str, Any]]:
     """The model catalogue (VEH-1): each model line and generation with its capability profile."""
     return [
@@ -103,7 +132,7 @@ async def remove_user(vin: str, account_id: int, request: Request) -> None:
         await garage.remove_user(session, entry, account_id)
 
 
-@router.get("/{vin}/status", response_model=StatusOut)
+@router.get("/{vin}/status", response_model=StatusOut, responses=errors(409, 429))
 async def vehicle_status(vin: str, request: Request, current: bool = False) -> dict[str, Any]:
     """The stored overview: last known values, each with its time (RMT-2). Location is hidden in privacy
     mode (RMT-3). With current=true the car is woken first (rate-limited) and the fresh state returned."""

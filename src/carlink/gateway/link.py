@@ -68,6 +68,12 @@ class CloudLink:
                 await asyncio.wait_for(task, 5)
         self._tasks.clear()
 
+    @property
+    def running(self) -> bool:
+        """Started, not stopped, and neither the broker loop nor any uplink worker has ended: a task that
+        ended on an uncaught error would leave its share of the cars unheard without anyone noticing."""
+        return bool(self._tasks) and all(not task.done() for task in self._tasks)
+
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.connected.wait(), timeout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,20 +48,7 @@ from carlink.telemetry import service as telemetry
 log = logging.getLogger("carlink.gateway")
 VEHICLE_ID_CACHE = 200_000
 _ALARM_ID = re.compile(ALARM_ID)
-_KINDS = frozenset(
-    {
-        kinds.UP_ACK,
-        kinds.UP_TELEMETRY,
-        kinds.UP_CONNECTION,
-        kinds.UP_REQUEST,
-        kinds.UP_ENTITLEMENTS,
-        kinds.UP_ID_LOGIN,
-        kinds.UP_DELIVERIES,
-        kinds.UP_ALARM,
-        kinds.UP_TRACK,
-        kinds.UP_SECURITY,
-    }
-)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 Emit = Callable[[int, dict[str, Any]], Awaitable[None]]
@@ -91,6 +79,50 @@ _MODELS: dict[str, Any] = {
     kinds.UP_TRACK: TrackPoint,
     kinds.UP_SECURITY: SecurityReport,
 }
+
+
+def decode_uplink(payload: bytes) -> Any:
+    """The JSON of an uplink, or ValueError (docs/protocol.md "Transport"): finite numbers only, and no
+    control character (NUL included) or lone surrogate in any string or key. No message needs them, and
+    what the gateway stores must be storable: PostgreSQL refuses NUL and surrogates, JSON has no NaN."""
+    try:
+        data = json.loads(payload, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # nesting deeper than the parser's stack: never a message
+        raise ValueError("nested too deeply") from None
+    pending = [data]
+    while pending:  # without recursion: the parser allowed nearly as deep a nesting as Python's stack
+        item = pending.pop()
+        if isinstance(item, str) and _UNPRINTABLE.search(item):
+            raise ValueError("control character or lone surrogate in a string")
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return data
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 parses as infinity
+        raise ValueError(f"{text[:20]} is out of range")
+    return number
+
+
+def _believed_time(message: Uplink) -> Uplink:
+    """The car's `at` as the cloud stores it: the car's clock may run ahead or be reset to year 1. A time
+    more than MAX_CLOCK_SKEW ahead of the cloud's, or one outside what UTC can hold, becomes the received
+    time (alarms.alarm_time, which alarms apply themselves): else a future `at` would pin a telemetry value
+    (an older message never overwrites a newer one) or the car's last-seen time, or fail to store."""
+    at = getattr(message, "at", None)
+    if at is None or isinstance(message, AlarmSignal):
+        return message
+    believed = alarms.alarm_time(at, clock.now())
+    return message if believed == at else message.model_copy(update={"at": believed})
 
 
 class UplinkHandler:
@@ -224,7 +256,7 @@ class UplinkHandler:
         if len(payload) > MAX_MESSAGE_BYTES:
             return
         try:
-            data = json.loads(payload)
+            data = decode_uplink(payload)
         except ValueError:
             return
         alarm_id = data.get("id") if isinstance(data, dict) else None
@@ -270,16 +302,16 @@ class UplinkHandler:
             self._reject(vin, kind, "unknown kind or oversized")
             return None
         try:
-            data = json.loads(payload)
+            data = decode_uplink(payload)
             parsed: Uplink = model.model_validate(data)
         except (ValueError, ValidationError) as exc:
             self._reject(vin, kind, str(exc).splitlines()[0])
             return None
-        return parsed
+        return _believed_time(parsed)
 
     def _reject(self, vin: str, kind: str, why: str) -> None:
         self.rejected += 1
-        metrics.UPLINKS_REJECTED.labels(kind if kind in _KINDS else "unknown").inc()
+        metrics.UPLINKS_REJECTED.labels(kind if kind in kinds.UPLINK_KINDS else "unknown").inc()
         log.warning("malformed %s from %s dropped: %s", kind, vin, why)
 
     async def _ack(self, session: AsyncSession, vehicle_id: int, ack: Ack) -> list[dict[str, Any]]:

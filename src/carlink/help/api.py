@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink import i18n
@@ -21,6 +22,38 @@ from carlink.help.search import MAX_LIMIT, MAX_QUERY, search
 from carlink.identity.access import bearer_caller, cookie_caller, platform_of
 
 router = APIRouter(prefix="/api/v1/help", tags=["help"])
+
+
+class HitOut(BaseModel):
+    slug: str
+    topic: str
+    title: str
+    summary: str
+    snippet: str
+    link: str
+    url: str
+    rank: float
+
+
+class SearchOut(BaseModel):
+    language: str
+    query: str
+    results: list[HitOut]
+
+
+class ArticleOut(BaseModel):
+    slug: str
+    language: str
+    topic: str
+    order: int
+    covers: list[str]
+    title: str
+    summary: str
+    body: str
+    blocks: list[dict[str, Any]]  # {"paragraph": text} or {"list": [items]}
+    link: str
+    link_label: str
+    url: str
 
 
 async def _language(request: Request, session: AsyncSession, lang: str | None) -> str:
@@ -35,10 +68,12 @@ async def _language(request: Request, session: AsyncSession, lang: str | None) -
     return i18n.use(caller.account.locale if caller is not None else i18n.current())
 
 
-@router.get("/search")
+@router.get("/search", response_model=SearchOut)
 async def search_articles(
     request: Request,
-    q: str = Query("", max_length=10_000),
+    # Far above the MAX_QUERY characters read, and short enough that a request line of 4-byte characters,
+    # percent-encoded, stays within what the HTTP server accepts (a longer one never reaches us).
+    q: str = Query("", max_length=1_000),
     lang: str | None = None,
     limit: int = Query(10, ge=1, le=MAX_LIMIT),
 ) -> dict[str, Any]:
@@ -65,7 +100,7 @@ async def search_articles(
     }
 
 
-@router.get("/articles/{slug}")
+@router.get("/articles/{slug}", response_model=ArticleOut)
 async def get_article(request: Request, slug: str, lang: str | None = None) -> dict[str, Any]:
     async with platform_of(request).db.session() as session:
         language = await _language(request, session, lang)

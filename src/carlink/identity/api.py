@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from carlink import i18n
+from carlink.error_responses import errors
 from carlink.garage import service as garage
 from carlink.identity import invitations
 from carlink.identity import service as identity
@@ -56,7 +57,7 @@ def account_out(account: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/accounts", response_model=AccountOut, status_code=201)
+@router.post("/accounts", response_model=AccountOut, status_code=201, responses=errors(409))
 async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
     """Self-registration, only in countries configured for it (ACC-3)."""
     platform = platform_of(request)
@@ -80,7 +81,7 @@ async def me(request: Request) -> dict[str, Any]:
         return account_out(caller.account)
 
 
-@router.post("/me/password", status_code=204)
+@router.post("/me/password", status_code=204, responses=errors(429))
 async def change_password(body: PasswordIn, request: Request) -> None:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -93,7 +94,7 @@ async def change_password(body: PasswordIn, request: Request) -> None:
         )
 
 
-@router.put("/me/pin", status_code=204)
+@router.put("/me/pin", status_code=204, responses=errors(429))
 async def set_pin(body: PinIn, request: Request) -> None:
     """Sets the 4-digit security PIN. Resetting it switches remote access off on the cars of which the
     person is the main user, until it is authorised again in each car (VEH-5)."""
@@ -107,7 +108,7 @@ class DeleteIdIn(BaseModel):
     erase: bool = Field(default=False, description="also file the request to erase the data (PRV-5)")
 
 
-@router.delete("/me", status_code=204)
+@router.delete("/me", status_code=204, responses=errors(429))
 async def delete_id(body: DeleteIdIn, request: Request) -> None:
     """Deletes the caller's ID (ACC-5): every session and refresh token ends at once, the person leaves
     their cars, subscriptions stop renewing; the master data is kept until an erasure request (PRV-5)."""
@@ -146,7 +147,7 @@ class ResendIn(BaseModel):
     email: str = Field(max_length=254)
 
 
-@router.get("/invitations/{token}", response_model=InvitationOut)
+@router.get("/invitations/{token}", response_model=InvitationOut, responses=errors(409, 410))
 async def invitation(token: str, request: Request) -> dict[str, Any]:
     """What a registration link is for; 410 `invitation_used` or `invitation_expired` once it is spent."""
     async with platform_of(request).db.transaction() as session:
@@ -162,7 +163,9 @@ async def invitation(token: str, request: Request) -> dict[str, Any]:
         }
 
 
-@router.post("/invitations/{token}/accept", response_model=AcceptedOut, status_code=201)
+@router.post(
+    "/invitations/{token}/accept", response_model=AcceptedOut, status_code=201, responses=errors(409, 410)
+)
 async def accept_invitation(token: str, body: AcceptIn, request: Request) -> dict[str, Any]:
     """Creates the ID from the dealer's invitation (ACC-3): the car becomes the person's at once."""
     choices = invitations.Choices(
@@ -178,7 +181,7 @@ async def accept_invitation(token: str, body: AcceptIn, request: Request) -> dic
         return {"account": account_out(account), "vin": vehicle.vin}
 
 
-@router.post("/invitations/{token}/add-car", response_model=AcceptedOut)
+@router.post("/invitations/{token}/add-car", response_model=AcceptedOut, responses=errors(409, 410))
 async def add_car_from_invitation(token: str, request: Request) -> dict[str, Any]:
     """The invited address has an ID already: the caller, signed in with that ID, takes the car into it."""
     async with platform_of(request).db.transaction() as session:
@@ -187,7 +190,7 @@ async def add_car_from_invitation(token: str, request: Request) -> dict[str, Any
         return {"account": account_out(caller.account), "vin": vehicle.vin}
 
 
-@router.post("/invitations/resend", status_code=202)
+@router.post("/invitations/resend", status_code=202, responses=errors(409, 429))
 async def resend_invitation(body: ResendIn, request: Request) -> dict[str, str]:
     """Sends the registration mail again (ACC-4); the same answer whether or not the address is invited."""
     platform = platform_of(request)

@@ -26,16 +26,20 @@ from carlink.identity.access import (
     SESSION_COOKIE,
     client_address,
     cookie_caller,
+    delete_cookie,
     platform_of,
     require_caller,
+    set_cookie,
 )
 from carlink.identity.captcha import new_captcha
 from carlink.identity.models import Account, LoginFailure, LoginTransaction
 from carlink.settings import Settings
+from carlink.web.headers import content_security_policy, redirect_source
 from carlink.web.templating import page
 
 router = APIRouter(tags=["identity"])
 TRANSACTION_MINUTES = 15
+AUTHORIZE_COOKIE = "carlink_authorize"
 CAPTCHA_AFTER_SOURCE_FAILURES = 5
 
 
@@ -130,7 +134,19 @@ async def authorize(
             expires_at=utcnow() + dt.timedelta(minutes=TRANSACTION_MINUTES),
         )
         session.add(transaction)
-    return RedirectResponse(f"/u/login/identifier?state={transaction.state}", status_code=302)
+    started = RedirectResponse(f"/u/login/identifier?state={transaction.state}", status_code=302)
+    # Binds the sign-in to this browser: only the browser that started it gets the portal session at the
+    # end, so another site cannot sign a victim's browser into an ID of its choosing (login CSRF).
+    set_cookie(
+        started,
+        platform.settings,
+        AUTHORIZE_COOKIE,
+        transaction.state,
+        max_age=TRANSACTION_MINUTES * 60,
+        path="/authorize",
+        samesite="lax",
+    )
+    return started
 
 
 def _redirect_with(uri: str, params: dict[str, str | None]) -> RedirectResponse:
@@ -197,7 +213,19 @@ async def identifier_submit(
                 captcha={"image": image, "token": transaction.captcha_token},
                 username=username,
             )
-        return page(request, "login_password.html", state=transaction.state, username=username, error=None)
+        password_page = page(
+            request, "login_password.html", state=transaction.state, username=username, error=None
+        )
+        return _to_client(password_page, transaction.redirect_uri)
+
+
+def _to_client(response: HTMLResponse, redirect_uri: str) -> HTMLResponse:
+    """The password form's post ends in a redirect to the app (carlink://callback, or a client's https
+    address); browsers hold that redirect to the page's form-action, so the page allows the client's one."""
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        form_action=redirect_source(redirect_uri)
+    )
+    return response
 
 
 @router.post("/u/login/password", response_model=None)
@@ -206,9 +234,11 @@ async def password_submit(
 ) -> Response:
     platform = platform_of(request)
     state = state or request.query_params.get("state", "")
+    redirect_uri = ""
     try:
         async with platform.db.transaction() as session:
             transaction = await _transaction(session, state)
+            redirect_uri = transaction.redirect_uri
             email = transaction.username or username
             if username.strip().lower() not in ("", email.strip().lower()):
                 # The ID was chosen at the first step; a script may not try other IDs past its challenge.
@@ -228,15 +258,18 @@ async def password_submit(
                 raise
             transaction.account_id = account.id
     except CarlinkError as error:
-        return page(
+        refused = page(
             request,
             "login_password.html",
-            status=400,
+            # Throttling and locks keep their status and Retry-After (ACC-7); other refusals are 400.
+            status=error.status if error.status in (423, 429) else 400,
             state=state,
             username=username,
             error=error.message,
             code=error.code,
         )
+        refused.headers.update(error.headers)
+        return _to_client(refused, redirect_uri) if redirect_uri else refused
     # A relative Location: older clients append it to the identity host themselves.
     return RedirectResponse(f"/authorize/resume?state={state}", status_code=302)
 
@@ -259,22 +292,30 @@ async def resume(request: Request, state: str = "") -> Response:
         )
         account = await session.get(Account, transaction.account_id)
         assert account is not None
-        cookie, _ = await identity.start_web_session(session, account)
+        started_here = request.cookies.get(AUTHORIZE_COOKIE, "")
+        cookie = None
+        if started_here and secrets.compare_digest(started_here.encode(errors="replace"), state.encode()):
+            cookie, _ = await identity.start_web_session(session, account)
         await session.delete(transaction)
     response = _redirect_with(transaction.redirect_uri, {"code": code, "state": transaction.client_state})
-    set_session_cookie(response, cookie, platform.settings)
+    if cookie is not None:
+        set_session_cookie(response, cookie, platform.settings)
+    if started_here:  # used up: the next sign-in in this browser starts its own
+        delete_cookie(response, platform.settings, AUTHORIZE_COOKIE, path="/authorize", samesite="lax")
     return response
 
 
 def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
-    response.set_cookie(
+    # Lax, not strict: a link from a mail or another site into the portal must find the person signed in.
+    # Every state change needs the CSRF token as well (identity.access.check_csrf).
+    set_cookie(
+        response,
+        settings,
         SESSION_COOKIE,
         token,
         max_age=identity.SESSION_DAYS * 86400,
-        httponly=True,
-        samesite="lax",
-        secure=settings.base_url.startswith("https"),
         path="/",
+        samesite="lax",
     )
 
 

@@ -19,7 +19,7 @@ from carlink.errors import CarlinkError
 from carlink.i18n import N_, _
 from carlink.identity import invitations
 from carlink.identity import service as identity
-from carlink.identity.access import platform_of
+from carlink.identity.access import platform_of, set_cookie
 from carlink.identity.models import Account
 from carlink.identity.oidc import set_session_cookie
 from carlink.partners import service as partners
@@ -39,14 +39,17 @@ def _form_token(request: Request) -> str:
     return request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
 
 
-def _with_form_token(response: HTMLResponse, token: str) -> HTMLResponse:
-    response.set_cookie(FORM_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/register")
+def _with_form_token(request: Request, response: HTMLResponse, token: str) -> HTMLResponse:
+    set_cookie(response, platform_of(request).settings, FORM_COOKIE, token, max_age=3600, path="/register")
     return response
 
 
 def _form_token_ok(request: Request, sent: str) -> bool:
     expected = request.cookies.get(FORM_COOKIE, "")
-    return bool(expected) and secrets.compare_digest(expected, sent)
+    # Bytes: compare_digest refuses text with non-ASCII characters, and any text may arrive here.
+    return bool(expected) and secrets.compare_digest(
+        expected.encode(errors="replace"), sent.encode(errors="replace")
+    )
 
 
 def _choices(
@@ -124,7 +127,7 @@ async def _self_page(
         policy_version=(await privacy.latest_policy(session)).version,
         **context,
     )
-    return _with_form_token(page, token)
+    return _with_form_token(request, page, token)
 
 
 @router.get("/register", response_model=None)
@@ -230,7 +233,7 @@ async def _invitation_page(
         policy_version=(await privacy.latest_policy(session)).version,
         **context,
     )
-    return _with_form_token(page, form)
+    return _with_form_token(request, page, form)
 
 
 @router.get("/register/{token}", response_model=None)

@@ -24,6 +24,22 @@ class InCarSettingsIn(BaseModel):
     service_settings: dict[str, Any] | None = None
 
 
+class LoggedInCarOut(BaseModel):
+    vin: str
+    name: str
+    role: str
+    since: str
+    last_used_at: str
+
+
+class InCarSettingsOut(BaseModel):
+    profile: dict[str, Any]
+    profile_updated_at: str | None
+    service_settings: dict[str, list[str]]
+    limits: dict[str, int]
+    logged_in_cars: list[LoggedInCarOut]
+
+
 async def settings_out(session: AsyncSession, account_id: int) -> dict[str, Any]:
     updated_at = await service.profile_updated_at(session, account_id)
     return {
@@ -44,14 +60,14 @@ async def settings_out(session: AsyncSession, account_id: int) -> dict[str, Any]
     }
 
 
-@router.get("/in-car-settings")
+@router.get("/in-car-settings", response_model=InCarSettingsOut)
 async def in_car_settings(request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
         return await settings_out(session, caller.account.id)
 
 
-@router.put("/in-car-settings")
+@router.put("/in-car-settings", response_model=InCarSettingsOut)
 async def change_in_car_settings(body: InCarSettingsIn, request: Request) -> dict[str, Any]:
     """Changes appear in every car with ID login at its next login or resume (VEH-7)."""
     async with platform_of(request).db.transaction() as session:

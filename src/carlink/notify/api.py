@@ -43,7 +43,17 @@ def notification_out(row: Notification) -> NotificationOut:
     )
 
 
-@router.get("")
+class NotificationsOut(BaseModel):
+    unread: int
+    notifications: list[NotificationOut]
+
+
+class MarkedOut(BaseModel):
+    marked: int
+    unread: int
+
+
+@router.get("", response_model=NotificationsOut)
 async def list_notifications(request: Request, unread: bool = False) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -52,7 +62,7 @@ async def list_notifications(request: Request, unread: bool = False) -> dict[str
     return {"unread": count, "notifications": [notification_out(row) for row in rows]}
 
 
-@router.post("/read-all")
+@router.post("/read-all", response_model=MarkedOut)
 async def read_all(request: Request) -> dict[str, int]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)

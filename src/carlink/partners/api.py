@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from carlink.error_responses import errors
 from carlink.errors import CarlinkError
 from carlink.garage import service as garage
 from carlink.identity.access import platform_of, require_caller
@@ -81,13 +82,55 @@ class RecallOut(BaseModel):
 
 
 class ChoosePartner(BaseModel):
+    # JSON types as declared: no true for 1, no "1" for 1 (a client bug shows, not a guess; issue 9)
+    model_config = ConfigDict(strict=True)
     partner_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class BookAppointment(BaseModel):
+    model_config = ConfigDict(strict=True)
     slot_id: int = Field(ge=1, le=2**31 - 1)
     note: str = Field(default="", max_length=booking.NOTE_LENGTH)
     recall_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class DirectoryOut(BaseModel):
+    country: str
+    partners: list[PartnerOut]
+
+
+class PartnerDetailOut(BaseModel):
+    partner: PartnerOut
+    staff: list[StaffOut]
+
+
+class PreferredOut(BaseModel):
+    partner: PartnerOut | None
+
+
+class CountriesOut(BaseModel):
+    countries: list[CountryOut]
+
+
+class DeskOut(BaseModel):
+    partner: PartnerOut | None
+    online_booking: bool
+    recall_booking: bool
+    time_zone: str
+    slots: list[SlotOut]
+
+
+class AppointmentsOut(BaseModel):
+    appointments: list[AppointmentOut]
+
+
+class BookedOut(BaseModel):
+    appointment: AppointmentOut
+
+
+class RecallsOut(BaseModel):
+    vin: str
+    recalls: list[RecallOut]
 
 
 def partner_out(row: Partner) -> PartnerOut:
@@ -148,7 +191,7 @@ def appointment_out(row: Appointment, country: str, *, show_note: bool = True) -
 # --- the directory and the person's partner (PAR-1, ACC-8) --------------------------------------------------
 
 
-@router.get("/partners")
+@router.get("/partners", response_model=DirectoryOut)
 async def partner_directory(request: Request, country: str = "") -> dict[str, Any]:
     """REQ: PAR-1 — the partners of a country (the caller's own without `country`)."""
     async with platform_of(request).db.transaction() as session:
@@ -158,7 +201,7 @@ async def partner_directory(request: Request, country: str = "") -> dict[str, An
         return {"country": code, "partners": [partner_out(row) for row in rows]}
 
 
-@router.get("/partners/{partner_id}")
+@router.get("/partners/{partner_id}", response_model=PartnerDetailOut)
 async def partner_detail(partner_id: int, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         await require_caller(request, session)
@@ -167,7 +210,7 @@ async def partner_detail(partner_id: int, request: Request) -> dict[str, Any]:
         return {"partner": partner_out(row), "staff": [staff_out(person) for person in staff]}
 
 
-@router.get("/me/preferred-partner")
+@router.get("/me/preferred-partner", response_model=PreferredOut)
 async def preferred_partner(request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -175,7 +218,7 @@ async def preferred_partner(request: Request) -> dict[str, Any]:
         return {"partner": partner_out(row) if row else None}
 
 
-@router.put("/me/preferred-partner")
+@router.put("/me/preferred-partner", response_model=PreferredOut)
 async def choose_partner(body: ChoosePartner, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -186,7 +229,7 @@ async def choose_partner(body: ChoosePartner, request: Request) -> dict[str, Any
 # --- countries (CON-6) --------------------------------------------------------------------------------------
 
 
-@router.get("/countries")
+@router.get("/countries", response_model=CountriesOut)
 async def countries(request: Request) -> dict[str, Any]:
     """REQ: CON-6 — what exists in each country; readable without signing in."""
     async with platform_of(request).db.session() as session:
@@ -202,7 +245,7 @@ async def country(code: str, request: Request) -> CountryOut:
 # --- a vehicle's slots, appointments and recalls (PAR-2, PAR-3) ---------------------------------------------
 
 
-@router.get("/vehicles/{vin}/slots")
+@router.get("/vehicles/{vin}/slots", response_model=DeskOut)
 async def slots(vin: str, request: Request) -> dict[str, Any]:
     """The free times of the person's partner for the next 14 days; none where booking is by phone."""
     async with platform_of(request).db.transaction() as session:
@@ -222,7 +265,7 @@ def _desk_out(desk: booking.ServiceDesk) -> dict[str, Any]:
     }
 
 
-@router.get("/vehicles/{vin}/appointments")
+@router.get("/vehicles/{vin}/appointments", response_model=AppointmentsOut)
 async def appointments(vin: str, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -235,7 +278,13 @@ async def appointments(vin: str, request: Request) -> dict[str, Any]:
         }
 
 
-@router.post("/vehicles/{vin}/appointments", status_code=201, response_model=None)
+@router.post(
+    "/vehicles/{vin}/appointments",
+    status_code=201,
+    response_model=None,
+    # 409 `slot_taken` also carries the fresh free `slots`, so the app can offer another time at once
+    responses={201: {"model": BookedOut}, **errors(409)},
+)
 async def book(vin: str, body: BookAppointment, request: Request) -> dict[str, Any] | JSONResponse:
     """REQ: PAR-2 — books a free slot; a slot someone took a moment ago is 409 `slot_taken` with the fresh
     list of free slots, so the app can offer another time at once."""
@@ -260,7 +309,7 @@ async def book(vin: str, body: BookAppointment, request: Request) -> dict[str, A
         return {"appointment": appointment_out(row, partner.country)}
 
 
-@router.delete("/vehicles/{vin}/appointments/{appointment_id}", status_code=204)
+@router.delete("/vehicles/{vin}/appointments/{appointment_id}", status_code=204, responses=errors(409))
 async def cancel(vin: str, appointment_id: int, request: Request) -> Response:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -268,7 +317,7 @@ async def cancel(vin: str, appointment_id: int, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/vehicles/{vin}/recalls")
+@router.get("/vehicles/{vin}/recalls", response_model=RecallsOut)
 async def vehicle_recalls(vin: str, request: Request) -> dict[str, Any]:
     """REQ: PAR-3 — the car's recalls that still need doing, and whether each can be booked here."""
     async with platform_of(request).db.transaction() as session:

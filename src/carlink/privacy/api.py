@@ -6,25 +6,49 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from carlink import i18n
+from carlink.error_responses import errors
 from carlink.identity.access import platform_of, require_caller
 from carlink.privacy import erasure, export, service
 
-router = APIRouter(prefix="/api/v1/me", tags=["privacy"])
+# An erasure blocked by a car, a policy version not current …: 409.
+router = APIRouter(prefix="/api/v1/me", tags=["privacy"], responses=errors(409))
 
 
 class AcceptIn(BaseModel):
+    # JSON types as declared: no true for 1, no "1" for 1 (a client bug shows, not a guess; issue 9)
+    model_config = ConfigDict(strict=True)
     version: int
 
 
 class ConsentIn(BaseModel):
+    model_config = ConfigDict(strict=True)
     granted: bool
 
 
 class ErasureIn(BaseModel):
+    model_config = ConfigDict(strict=True)
     password: str
+
+
+class AcceptedOut(BaseModel):
+    version: int
+    accepted_at: str | None
+
+
+class ConsentOut(BaseModel):
+    granted: bool
+    partner_id: int | None
+    channel: str
+    at: str | None
+
+
+class ErasureOut(BaseModel):
+    id: int
+    state: str
+    requested_at: str | None
 
 
 def _when(moment: dt.datetime | None) -> str | None:
@@ -84,7 +108,7 @@ async def privacy(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/privacy/accept")
+@router.post("/privacy/accept", response_model=AcceptedOut)
 async def accept(body: AcceptIn, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -92,7 +116,7 @@ async def accept(body: AcceptIn, request: Request) -> dict[str, Any]:
     return {"version": row.version, "accepted_at": _when(row.accepted_at)}
 
 
-@router.post("/privacy/consent")
+@router.post("/privacy/consent", response_model=ConsentOut)
 async def consent(body: ConsentIn, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -100,7 +124,7 @@ async def consent(body: ConsentIn, request: Request) -> dict[str, Any]:
     return {"granted": row.granted, "partner_id": row.partner_id, "channel": row.channel, "at": _when(row.at)}
 
 
-@router.post("/privacy/erasure", status_code=201)
+@router.post("/privacy/erasure", status_code=201, response_model=ErasureOut, responses=errors(429))
 async def request_erasure(body: ErasureIn, request: Request) -> dict[str, Any]:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)
@@ -108,7 +132,11 @@ async def request_erasure(body: ErasureIn, request: Request) -> dict[str, Any]:
     return {"id": row.id, "state": row.state, "requested_at": _when(row.requested_at)}
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={200: {"description": "the ZIP of the export", "content": {"application/zip": {}}}},
+)
 async def download(request: Request) -> Response:
     async with platform_of(request).db.transaction() as session:
         caller = await require_caller(request, session)

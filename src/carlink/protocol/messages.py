@@ -77,13 +77,14 @@ class Ack(Message):
     command_id: str = Field(min_length=8, max_length=64)
     state: AckState
     reason: str | None = Field(default=None, max_length=200)
-    at: dt.datetime
+    # Car -> cloud times carry an offset (docs/protocol.md "Transport"): a naive one is malformed.
+    at: AwareDatetime
 
 
 class Telemetry(Message):
     """Car -> cloud: measured values, each under its key with its own measurement time."""
 
-    at: dt.datetime
+    at: AwareDatetime
     values: dict[str, dict[str, Any]] = Field(max_length=64)
 
 
@@ -92,7 +93,7 @@ class Connection(Message):
 
     online: bool
     network: Network = Network.NONE
-    at: dt.datetime | None = None
+    at: AwareDatetime | None = None
 
 
 class Request(Message):
@@ -142,7 +143,7 @@ class EntitlementReport(Message):
 
     revision: int = Field(ge=0)
     services: list[str] = Field(default_factory=list, max_length=256)
-    at: dt.datetime
+    at: AwareDatetime
 
 
 # --- data package deliveries: functions on demand and software updates (docs/protocol.md "Deliveries") ---
@@ -360,7 +361,7 @@ class IdLoginRequest(Message):
     token: str | None = Field(default=None, min_length=16, max_length=128, repr=False)
     profile: IdProfile | None = None
     services: IdServiceSettings | None = None
-    at: dt.datetime | None = None
+    at: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _fields_of_action(self) -> IdLoginRequest:

@@ -19,6 +19,20 @@ UP_DELIVERIES = "deliveries"
 UP_ALARM = "alarm"
 UP_TRACK = "track"
 UP_SECURITY = "security"
+# Every kind a car may publish: the gateway counts anything else as "unknown", and the uplink fuzz
+# (tests/fuzz) builds messages for each of these, so a kind added here is fuzzed as soon as it has a shape.
+UPLINK_KINDS = (
+    UP_ACK,
+    UP_TELEMETRY,
+    UP_CONNECTION,
+    UP_REQUEST,
+    UP_ENTITLEMENTS,
+    UP_ID_LOGIN,
+    UP_DELIVERIES,
+    UP_ALARM,
+    UP_TRACK,
+    UP_SECURITY,
+)
 DOWN_COMMAND = "command"
 DOWN_REPLY = "reply"
 DOWN_ENTITLEMENTS = "entitlements"

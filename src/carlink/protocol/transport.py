@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -50,6 +51,8 @@ def make_client(
     options: dict[str, Any] = {}
     if not mqtt5:
         options["clean_session"] = clean_session
+    if address.tls:  # mqtts://: the broker's certificate is checked against the system's CAs (SSL_CERT_FILE)
+        options["tls_context"] = ssl.create_default_context()
     return aiomqtt.Client(
         address.host,
         address.port,

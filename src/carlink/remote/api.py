@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from carlink.error_responses import errors
 from carlink.garage import service as garage
 from carlink.identity.access import platform_of, require_caller
 from carlink.platform import Platform
@@ -21,17 +22,21 @@ from carlink.remote.schemas import AuditOut, ChallengeOut, CommandIn, CommandOut
 router = APIRouter(prefix="/api/v1/vehicles", tags=["remote services"])
 
 
-@router.post("/{vin}/pin-challenges", response_model=ChallengeOut, status_code=201)
+# 409: privacy mode, remote access not authorised or the car offline; 423: PIN locked; 429: rate limits
+@router.post(
+    "/{vin}/pin-challenges", response_model=ChallengeOut, status_code=201, responses=errors(409, 423, 429)
+)
 async def new_pin_challenge(vin: str, request: Request) -> dict[str, Any]:
     """A single-use challenge for the security PIN; answer it in the UNLOCK command's `spin`."""
-    async with platform_of(request).db.transaction() as session:
+    platform = platform_of(request)
+    async with platform.db.transaction() as session:
         caller = await require_caller(request, session)
         entry = await garage.garage_entry(session, caller.account, vin)
-        row = await remote.issue_pin_challenge(session, entry, caller.account)
+        row = await remote.issue_pin_challenge(session, platform.settings, entry, caller.account)
         return {"challenge_id": row.id, "challenge": row.challenge, "expires_at": row.expires_at}
 
 
-@router.post("/{vin}/commands", response_model=CommandOut, status_code=202)
+@router.post("/{vin}/commands", response_model=CommandOut, status_code=202, responses=errors(409, 423, 429))
 async def send_command(vin: str, body: CommandIn, request: Request) -> dict[str, Any]:
     """Sends a remote service to the car (RMT-1). Answers at once with state `accepted`; follow it by
     polling, by `?wait=` on the command, or by the vehicle's event stream."""
@@ -115,7 +120,11 @@ async def wait_for_outcome(platform: Platform, row: RemoteCommand, timeout: floa
                 pass
 
 
-@router.get("/{vin}/events", response_class=StreamingResponse)
+@router.get(
+    "/{vin}/events",
+    response_class=StreamingResponse,
+    responses={200: {"description": "an endless event stream", "content": {"text/event-stream": {}}}},
+)
 async def vehicle_events(vin: str, request: Request) -> StreamingResponse:
     """Server-sent events for one vehicle: `command` (state changes), `telemetry`, `connection`."""
     platform = platform_of(request)

@@ -153,9 +153,69 @@ async def send_command(
         )
     _require_remote_access(entry)
     _require_online(entry)
-    return await _record(
-        session, settings, signer, entry.vehicle, account, kind, checked_params(entry, kind, params), channel
+    checked = checked_params(entry, kind, params)
+    await _limit_commands(session, settings, entry, account)
+    return await _record(session, settings, signer, entry.vehicle, account, kind, checked, channel)
+
+
+async def _limit_commands(
+    session: AsyncSession, settings: Settings, entry: GarageEntry, account: Account
+) -> None:
+    """At most `commands_per_vehicle` remote services from one ID to one car per window, on every channel
+    (API, portal, compatibility facade): a runaway script must not drain the car's battery or flood its link
+    (issue 9)."""
+    wait = await _window_wait(
+        session,
+        entry,
+        RemoteCommand.created_at,
+        [
+            RemoteCommand.vehicle_id == entry.vehicle.id,
+            RemoteCommand.account_id == account.id,
+            RemoteCommand.type != CommandType.WAKE.value,
+        ],
+        limit=settings.commands_per_vehicle,
+        seconds=settings.command_window_seconds,
     )
+    if wait is not None:
+        raise TooManyRequests(
+            "too many remote commands for this car; try again in %(seconds)s s",
+            retry_after=wait,
+            code="command_rate_limited",
+            seconds=wait,
+        )
+
+
+async def _window_wait(
+    session: AsyncSession,
+    entry: GarageEntry,
+    created_at: Any,
+    conditions: list[Any],
+    *,
+    limit: int,
+    seconds: int,
+) -> int | None:
+    """Seconds until one more request fits a sliding window of `limit` per `seconds`, or None if it fits now.
+    Counted in the database, so every api instance sees the same count; the person's membership of the car
+    is locked first, so parallel requests of one ID for one car count one after another (PostgreSQL; SQLite
+    has one writer anyway) and none slips past the limit."""
+    await session.refresh(entry.membership, with_for_update=True)
+    now = utcnow()
+    window = dt.timedelta(seconds=seconds)
+    recent = list(
+        await session.scalars(
+            select(created_at)
+            .where(*conditions, created_at > now - window)
+            .order_by(created_at.desc())
+            .limit(limit)
+        )
+    )
+    if len(recent) < limit:
+        return None
+    return _seconds_until(recent[-1] + window, now)
+
+
+def _seconds_until(moment: dt.datetime, now: dt.datetime) -> int:
+    return max(1, int((moment - now).total_seconds()) + 1)
 
 
 async def _record(
@@ -241,7 +301,10 @@ async def audit_trail(session: AsyncSession, entry: GarageEntry, limit: int = 10
 
 async def apply_ack(session: AsyncSession, vehicle_id: int, ack: Ack) -> RemoteCommand | None:
     """Moves a command along its lifecycle; acks for other cars' or finished commands change nothing."""
-    row = await session.get(RemoteCommand, ack.command_id)
+    # Gateways sharing the cars' uplinks (MQTT 5 shared subscriptions) may apply one command's 'delivered'
+    # and 'performed' at the same moment: the row lock makes the later wait and read the other's state, so a
+    # late 'delivered' never overwrites 'performed' (seen in benchmarks/scale_out.py). SQLite ignores it.
+    row = await session.get(RemoteCommand, ack.command_id, with_for_update=True)
     if row is None or row.vehicle_id != vehicle_id:
         return None
     target = CommandState(ack.state.value)
@@ -271,10 +334,14 @@ async def expire_due(session: AsyncSession) -> list[RemoteCommand]:
     now = utcnow()
     rows = list(
         await session.scalars(
-            select(RemoteCommand).where(
+            select(RemoteCommand)
+            .where(
                 RemoteCommand.state.in_([CommandState.ACCEPTED.value, CommandState.DELIVERED.value]),
                 RemoteCommand.expires_at <= now,
             )
+            # Locked, so an outcome being applied right now is not overwritten with 'expired'; a row an ack
+            # holds is skipped and, if still unfinished, expired in the next round.
+            .with_for_update(skip_locked=True)
         )
     )
     for row in rows:
@@ -321,19 +388,40 @@ def spin_hash(pin: str, challenge: str) -> str:
 def _check_pin_lock(account: Account) -> None:
     if account.pin_locked_until and account.pin_locked_until > utcnow():
         minutes = int((account.pin_locked_until - utcnow()).total_seconds() // 60) + 1
-        raise Locked(
+        locked = Locked(
             "the security PIN is locked after repeated wrong entries; try again in %(minutes)s minutes",
             code="pin_locked",
             minutes=minutes,
         )
+        locked.headers["Retry-After"] = str(_seconds_until(account.pin_locked_until, utcnow()))
+        raise locked
     if account.pin_hash is None:
         raise CarlinkError("set a security PIN under Login & security first", code="pin_not_set")
 
 
-async def issue_pin_challenge(session: AsyncSession, entry: GarageEntry, account: Account) -> PinChallenge:
+async def issue_pin_challenge(
+    session: AsyncSession, settings: Settings, entry: GarageEntry, account: Account
+) -> PinChallenge:
     _require_remote_access(entry)
     _check_pin_lock(account)
     now = utcnow()
+    # Each challenge is one PIN guess: besides the lock after wrong answers, at most
+    # `pin_challenges_per_vehicle` per window per ID and car (issue 9).
+    wait = await _window_wait(
+        session,
+        entry,
+        PinChallenge.created_at,
+        [PinChallenge.vehicle_id == entry.vehicle.id, PinChallenge.account_id == account.id],
+        limit=settings.pin_challenges_per_vehicle,
+        seconds=settings.pin_challenge_window_seconds,
+    )
+    if wait is not None:
+        raise TooManyRequests(
+            "too many PIN challenges for this car; try again in %(seconds)s s",
+            retry_after=wait,
+            code="pin_rate_limited",
+            seconds=wait,
+        )
     challenge = PinChallenge(
         id=str(uuid.uuid4()),
         challenge=secrets.token_hex(16).upper(),
@@ -391,11 +479,13 @@ async def verify_pin_answer(
         if account.pin_failures >= settings.pin_failures_before_lock:
             account.pin_locked_until = now + dt.timedelta(minutes=settings.pin_lock_minutes)
             account.pin_failures = 0
-            raise Locked(
+            locked = Locked(
                 "wrong security PIN; it is now locked for %(minutes)s minutes",
                 code="pin_locked",
                 minutes=settings.pin_lock_minutes,
             )
+            locked.headers["Retry-After"] = str(settings.pin_lock_minutes * 60)
+            raise locked
         left = settings.pin_failures_before_lock - account.pin_failures
         raise Unauthorised(
             "wrong security PIN; %(left)s tries left before it locks", code="wrong_pin", left=left
@@ -416,7 +506,7 @@ async def unlock_with_pin(
     """The portal's unlock: the same single-use challenge and lockout, answered on the server side."""
     if not (len(pin) == 4 and pin.isdigit()):
         raise CarlinkError("the security PIN has 4 digits", code="invalid_pin_format")
-    challenge = (await issue_pin_challenge(session, entry, account)).challenge
+    challenge = (await issue_pin_challenge(session, settings, entry, account)).challenge
     answer = spin_hash(pin, challenge)
     return await send_unlock(
         session, settings, signer, entry, account, challenge=challenge, answer=answer, channel=channel
@@ -435,6 +525,7 @@ async def send_unlock(
     channel: str,
 ) -> RemoteCommand:
     _require_remote_access(entry)
+    await _limit_commands(session, settings, entry, account)  # before the PIN check's hashing work
     await verify_pin_answer(session, settings, entry, account, challenge, answer)
     return await send_command(
         session, settings, signer, entry, account, CommandType.UNLOCK, {}, channel=channel

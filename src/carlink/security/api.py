@@ -13,11 +13,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from carlink.error_responses import errors
 from carlink.identity.access import platform_of
 from carlink.security import config, owner
 from carlink.store.api import _caller
 
-router = APIRouter(prefix="/api/v1/vehicles/{vin}/security", tags=["car security"])
+# A mode or a package in the wrong state is 409; too many phone verifications are 429.
+router = APIRouter(
+    prefix="/api/v1/vehicles/{vin}/security", tags=["car security"], responses=errors(409, 429)
+)
 
 
 class _Strict(BaseModel):
@@ -79,7 +83,11 @@ async def end_mode(vin: str, request: Request) -> dict[str, Any]:
         return {"ended": ended} | owner.view_out(await owner.security_view(session, caller.account, vin))
 
 
-@router.get("/certificate.pdf", response_class=Response)
+@router.get(
+    "/certificate.pdf",
+    response_class=Response,
+    responses={200: {"description": "the certificate", "content": {"application/pdf": {}}}},
+)
 async def certificate(vin: str, request: Request) -> Response:
     """REQ: SEC-4 — the insurer's certificate, once the package is active (409 `not_active` before)."""
     platform = platform_of(request)

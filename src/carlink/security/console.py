@@ -27,6 +27,7 @@ from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.security import alarms, config, soc
 from carlink.store.portal import form_number, form_status, refused, render, see_other, staff_caller, to_signin
+from carlink.web.headers import content_security_policy, redirect_source
 
 router = APIRouter(include_in_schema=False)
 Code = TypeVar("Code", str, int)
@@ -75,6 +76,7 @@ NOTICES = {
 }
 # OpenStreetMap's tiles when the SOC's network reaches them; without them the track is still drawn.
 TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+TILES_POLICY = content_security_policy(img_src=redirect_source(TILES))
 KEEP_ALIVE_SECONDS = 15
 
 
@@ -257,7 +259,7 @@ async def _case_page(
     **context: Any,
 ) -> HTMLResponse:
     view = await soc.view_case(session, alarm_id, caller.account.id)  # 404 alarm_not_found
-    return _console(
+    page = _console(
         request,
         "soc/case.html",
         caller,
@@ -275,6 +277,9 @@ async def _case_page(
         ),
         **context,
     )
+    # The map may show the tile server's pictures; nothing else widens the portal's policy.
+    page.headers["Content-Security-Policy"] = TILES_POLICY
+    return page
 
 
 @router.get("/soc/alarms/{alarm_id}", response_model=None)

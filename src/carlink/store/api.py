@@ -12,6 +12,7 @@ from carlink.catalog import service as catalog
 from carlink.catalog.countries import BRAND_NAMES, store_country
 from carlink.catalog.rules import recommend_plan
 from carlink.db.base import utcnow
+from carlink.error_responses import errors
 from carlink.errors import NotFound
 from carlink.garage import service as garage
 from carlink.identity.access import Caller, platform_of, require_caller
@@ -19,8 +20,9 @@ from carlink.store import contracts, service
 from carlink.store import schemas as s
 from carlink.store.payments import CardInput
 
-router = APIRouter(prefix="/api/v1/store", tags=["store"])
-vehicle_router = APIRouter(prefix="/api/v1/vehicles/{vin}", tags=["store"])
+# Orders, carts and contracts refuse a step their state does not allow with 409.
+router = APIRouter(prefix="/api/v1/store", tags=["store"], responses=errors(409))
+vehicle_router = APIRouter(prefix="/api/v1/vehicles/{vin}", tags=["store"], responses=errors(409))
 
 
 def language_of(caller: Caller) -> str:
@@ -290,7 +292,10 @@ async def express(vin: str, request: Request) -> dict[str, Any]:
         return s.cart_out(await service.express_checkout(session, caller.account, vin), language)
 
 
-@vehicle_router.post("/cart/checkout")
+@vehicle_router.post(
+    "/cart/checkout",
+    responses={201: {"description": "this confirmation placed the order"}},
+)
 async def checkout(vin: str, body: s.CheckoutIn, request: Request, response: Response) -> dict[str, Any]:
     """Confirms the reviewed cart revision: one order and at most one charge however often it is sent.
     201 for the confirmation that placed the order, 200 for any repeat; the state says what became of it:

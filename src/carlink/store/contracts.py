@@ -355,10 +355,12 @@ async def withdraw(platform: Platform, account: Account, contract_id: int) -> Co
         contract, main = await vehicle_contract(session, account, contract_id)
         order = await session.get(Order, contract.order_id)
         assert order is not None
-    if contract.state == ContractState.WITHDRAWN:
-        return contract
+    # Who may withdraw is asked before whether it is done already: a refused person is told so, not told
+    # "withdrawn" because the buyer was quicker (issue 9, authorisation matrix).
     if not main or contract.buyer_account_id != account.id:
         raise Forbidden("Only the person who bought this service can withdraw from it.", code="buyer_only")
+    if contract.state == ContractState.WITHDRAWN:
+        return contract
     if not withdrawal_open(contract, utcnow()):
         raise Conflict(
             "The %(days)s-day withdrawal period of this contract has ended.",
@@ -426,10 +428,10 @@ async def cancel(platform: Platform, account: Account, contract_id: int) -> Cont
     of the period already paid."""
     async with platform.db.transaction() as session:
         contract, main = await vehicle_contract(session, account, contract_id, lock=True)
+        if not main:  # asked first: a secondary user is refused even once the owner has cancelled
+            raise Forbidden("Only the vehicle's main user can cancel its services.", code="owner_only")
         if contract.state == ContractState.CANCELLED:
             return contract
-        if not main:
-            raise Forbidden("Only the vehicle's main user can cancel its services.", code="owner_only")
         if not contract.auto_renew:
             raise Conflict("This contract does not renew; it ends by itself.", code="not_renewing")
         await _stop_renewing(session, contract, account)

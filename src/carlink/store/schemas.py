@@ -18,7 +18,8 @@ from carlink.store.service import CartView
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown fields, and JSON types as declared: no true for 1, no "1" for 1 (issue 9)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CartLineIn(Strict):

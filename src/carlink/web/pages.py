@@ -29,7 +29,9 @@ from carlink.identity.access import (
     check_csrf,
     client_address,
     cookie_caller,
+    delete_cookie,
     platform_of,
+    set_cookie,
 )
 from carlink.identity.captcha import new_captcha
 from carlink.identity.oidc import captcha_needed, set_session_cookie
@@ -202,8 +204,8 @@ def _signin_page(
         login_token=login_token,
     )
     # Double-submit token: another site cannot post a sign-in into this browser (login CSRF).
-    response.set_cookie(
-        LOGIN_COOKIE, login_token, max_age=3600, httponly=True, samesite="strict", path="/signin"
+    set_cookie(
+        response, platform_of(request).settings, LOGIN_COOKIE, login_token, max_age=3600, path="/signin"
     )
     return response
 
@@ -222,7 +224,10 @@ async def signin(
     settings = platform.settings
     source = client_address(request)
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected, login_token):
+    # Bytes: compare_digest refuses text with non-ASCII characters, and any text may arrive here.
+    if not expected or not secrets.compare_digest(
+        expected.encode(errors="replace"), login_token.encode(errors="replace")
+    ):
         message = _("This sign-in form is out of date; please try again.")
         return _signin_page(request, status=400, error=message, email=email, next=next)
     async with platform.db.transaction() as session:
@@ -264,7 +269,7 @@ async def signout(request: Request, csrf_token: str = Form("")) -> RedirectRespo
             check_csrf(caller, csrf_token)
             await identity.end_web_session(session, request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(response, platform_of(request).settings, SESSION_COOKIE, path="/", samesite="lax")
     return response
 
 
@@ -480,7 +485,7 @@ async def delete_id(
     response = _render(
         request, "message.html", None, title=_("Your ID is deleted"), message=_(DELETED_NOTICE)
     )
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(response, platform_of(request).settings, SESSION_COOKIE, path="/", samesite="lax")
     return response
 
 
