@@ -45,8 +45,9 @@ node_modules/axe-core/axe.min.js: package-lock.json
 
 # The tests spend much of their time waiting on brokers, databases and the browser: one worker per core
 # (xdist) halves the run on two cores. Each worker has its own databases, brokers and topic prefixes.
+# The slowest tests are listed at the end, so a test that eats the suite's 20-minute budget shows.
 test: install compat-clients browser fonts
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --durations=30
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -41,7 +41,6 @@ from typing import Any
 
 import httpx
 import remote_commands as rc  # benchmarks/ is on sys.path when a script in it runs
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 SCRIPT = Path(__file__).resolve()
@@ -117,31 +116,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # The contract's keys are always there; null when a failed set-up left nothing to measure.
         **dict.fromkeys(("received", "lost", "alarm_p50_ms", "alarm_p99_ms", "mqtt_p50_ms", "mqtt_p99_ms")),
     }
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    assert main_task is not None
-    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
-    started = time.monotonic()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    try:
-        with progress:
-            await _run(args, alarms, result, rc.Phase(progress))
-    except rc.SetupFailed as exc:
-        result["error"] = str(exc)
-        console.print(f"[red]set-up failed:[/red] {exc}")
-    except asyncio.CancelledError:
-        result["error"] = "interrupted"
-        console.print("[yellow]interrupted; cleaned up[/yellow]")
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-    result["total_s"] = round(time.monotonic() - started, 1)
+    await rc.run_phases(result, lambda phase: _run(args, alarms, result, phase))
     if "error" not in result:
         print_summary(result)
     return result

@@ -48,7 +48,6 @@ from typing import Any
 
 import httpx
 import remote_commands as rc  # benchmarks/ is on sys.path when a script in it runs
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 SCRIPT = Path(__file__).resolve()
@@ -318,31 +317,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # The contract's keys are always there; null when a failed set-up left nothing to measure.
         **dict.fromkeys(("offered", "offer_all_s", "package_mb_s", "static_mb_s", "ratio_throughput")),
     }
-    main_task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    assert main_task is not None
-    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
-    started = time.monotonic()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    try:
-        with progress:
-            await _run(args, result, rc.Phase(progress))
-    except rc.SetupFailed as exc:
-        result["error"] = str(exc)
-        console.print(f"[red]set-up failed:[/red] {exc}")
-    except asyncio.CancelledError:
-        result["error"] = "interrupted"
-        console.print("[yellow]interrupted; cleaned up[/yellow]")
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-    result["total_s"] = round(time.monotonic() - started, 1)
+    await rc.run_phases(result, lambda phase: _run(args, result, phase))
     if "error" not in result:
         print_summary(result)
     return result

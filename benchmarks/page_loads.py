@@ -37,7 +37,6 @@ from typing import Any
 
 import httpx
 import remote_commands as rc  # benchmarks/ is on sys.path when a script in it runs
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from carlink.demo import world
@@ -99,25 +98,17 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             ("pages", "worst_page", "worst_p95_ms", "baseline_p95_ms", "ratio_p95", "under_100ms")
         ),
     }
-    started = time.monotonic()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    try:
-        with progress:
-            await asyncio.wait_for(_run(args, result, rc.Phase(progress)), args.timeout)
-    except rc.SetupFailed as exc:
-        result["error"] = str(exc)
-    except TimeoutError:
-        result["error"] = f"not done within {args.timeout:g} s"
-    result["total_s"] = round(time.monotonic() - started, 1)
+    await rc.run_phases(result, lambda phase: _within_timeout(args, result, phase))
     if "error" not in result:
         print_summary(result)
     return result
+
+
+async def _within_timeout(args: argparse.Namespace, result: dict[str, Any], phase: rc.Phase) -> None:
+    try:
+        await asyncio.wait_for(_run(args, result, phase), args.timeout)
+    except TimeoutError as exc:
+        raise rc.SetupFailed(f"not done within {args.timeout:g} s") from exc
 
 
 async def _run(args: argparse.Namespace, result: dict[str, Any], phase: rc.Phase) -> None:

@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 
-from carlink import i18n
-
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security" / "authorization.md"
 
 # The columns of the matrix, in the doc's order, with the demo ID acting in that role (None: signed out).
@@ -48,6 +46,8 @@ INPUT_CODES = frozenset(
         "package_not_found",
         "account_not_found",
         "service_not_found",
+        "service_setting_not_found",
+        "policy_not_found",
     }
 )
 # Codes of a refusal to say who you are: the sign-in is missing or no longer valid.
@@ -55,12 +55,6 @@ LOGIN_CODES = frozenset({"unauthorised", "invalid_token", "login_required"})
 # Codes that hide the object (the same answer as for one that does not exist), whatever the status: a
 # portal form answers a hidden car with 400 (`form_status`), yet it is the hidden car's answer.
 HIDDEN_CODES = frozenset({"vehicle_not_found", "not_found"})
-# The texts of `vehicle_not_found` (carlink.errors; a dealer's sale of a car it does not serve).
-VEHICLE_NOT_FOUND = (
-    "no vehicle %(vin)s in your garage",
-    "no vehicle %(vin)s among the cars you serve; its owner removes it from their profile first, or "
-    "the dealer who serves it records the sale",
-)
 
 
 @dataclass(frozen=True)
@@ -108,20 +102,8 @@ def answer_of(response: httpx.Response, body: bytes) -> Answer:
             code = error
     elif "html" in kind:
         found = re.search(rb'data-code="([a-z_]+)"', body)
-        code = found.group(1).decode() if found else _hidden_car_alert(body.decode(errors="replace"))
+        code = found.group(1).decode() if found else ""
     return Answer(response.status_code, code, response.headers.get("location", ""))
-
-
-def _hidden_car_alert(html: str) -> str:
-    """`vehicle_not_found` when the page's alert is that refusal, in any language (some console forms show
-    the message again on the page without its code)."""
-    alerts = " ".join(re.findall(r'role="alert"[^>]*>([^<]*)<', html))
-    for language in ("en", "de", "ja"):
-        for message in VEHICLE_NOT_FOUND:
-            before, _, after = i18n.translate(language, message).partition("%(vin)s")
-            if alerts and before.strip() in alerts and after.strip()[:16] in alerts:
-                return "vehicle_not_found"
-    return ""
 
 
 @dataclass(frozen=True)

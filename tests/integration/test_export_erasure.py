@@ -40,6 +40,7 @@ from carlink.remote.models import AuditEntry, PinChallenge, RemoteCommand
 from carlink.store.models import BillingAddress, Contract, Order, Payment, PaymentMethod
 from tests.integration.test_store_checkout import ready_cart
 from tests.support.portal import Browser, account_id, partner_id
+from tests.support.purchases import VISA
 from tests.support.stack import TAYCAN, Stack
 
 
@@ -63,8 +64,8 @@ async def test_export_holds_the_persons_data_and_no_secrets(stack: Stack) -> Non
     assert data["store"]["orders"][0]["card"] == {
         "brand": "VISA",
         "last4": "4242",
-        "exp_month": 12,
-        "exp_year": 2030,
+        "exp_month": VISA["exp_month"],
+        "exp_year": VISA["exp_year"],
     }
     assert data["store"]["billing_address"]["city"] == "Stuttgart"
     assert data["notify"]["emails"][0]["template"] == "order_confirmation"

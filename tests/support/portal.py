@@ -39,8 +39,13 @@ class Browser:
 
 
 def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None, "the page has no form with a CSRF token"
+    return hidden_field(html, "csrf_token")
+
+
+def hidden_field(html: str, name: str) -> str:
+    """The value of a form's hidden field (a CSRF token, the sign-in form's own token …)."""
+    found = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert found is not None, f"the page has no form field {name}"
     return found.group(1)
 
 

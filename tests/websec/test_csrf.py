@@ -30,7 +30,7 @@ from carlink.identity.access import CSRF_HEADER, SESSION_COOKIE
 from carlink.identity.models import Account, WebSession
 from carlink.settings import Settings
 from tests.conftest import STACKS
-from tests.support.portal import Browser, account_id
+from tests.support.portal import Browser, account_id, hidden_field
 from tests.support.purchases import dealer_sale
 from tests.support.stack import TAYCAN, Stack
 
@@ -212,12 +212,6 @@ def test_every_form_route_is_covered_or_named_with_a_reason(tmp_path: Path) -> N
 # --- the sign-in and registration forms' own tokens ------------------------------------------------------
 
 
-def login_token_of(html: str) -> str:
-    found = re.search(r'name="login_token" value="([^"]+)"', html)
-    assert found is not None, "the sign-in form has no login_token"
-    return found.group(1)
-
-
 async def sessions_of(stack: Stack, email: str) -> int:
     async with stack.db.session() as session:
         found = await session.scalar(
@@ -233,14 +227,14 @@ async def sign_in_form_needs_its_own_browsers_token(stack: Stack) -> None:
         httpx.AsyncClient(base_url=stack.base_url, timeout=30) as attacker,
     ):
         await victim.get("/signin")  # the victim's browser holds its own sign-in cookie
-        attackers_token = login_token_of((await attacker.get("/signin")).text)
+        attackers_token = hidden_field((await attacker.get("/signin")).text, "login_token")
         before = await sessions_of(stack, world.STRANGER)
         credentials = {"email": world.STRANGER, "password": world.PASSWORD}
         for token in ("", attackers_token, "tökén"):  # (any text: compared as bytes, never a 500)
             forged = await victim.post("/signin", data={**credentials, "login_token": token})
             assert forged.status_code == 400 and SESSION_COOKIE not in forged.cookies, forged.text
         assert await sessions_of(stack, world.STRANGER) == before
-        own = login_token_of((await victim.get("/signin")).text)
+        own = hidden_field((await victim.get("/signin")).text, "login_token")
         signed_in = await victim.post("/signin", data={**credentials, "login_token": own})
         assert signed_in.status_code == 303 and SESSION_COOKIE in signed_in.cookies
 
@@ -248,12 +242,6 @@ async def sign_in_form_needs_its_own_browsers_token(stack: Stack) -> None:
 async def accounts_named(stack: Stack, email: str) -> int:
     async with stack.db.session() as session:
         return int(await session.scalar(select(func.count()).where(Account.email == email)) or 0)
-
-
-def form_token_of(html: str) -> str:
-    found = re.search(r'name="form_token" value="([^"]+)"', html)
-    assert found is not None, "the registration form has no form_token"
-    return found.group(1)
 
 
 async def self_registration_needs_its_own_browsers_token(stack: Stack) -> None:
@@ -277,12 +265,14 @@ async def self_registration_needs_its_own_browsers_token(stack: Stack) -> None:
             "policy": "1",
             "policy_version": policy.group(1),
         }
-        attackers = form_token_of((await attacker.get("/register")).text)
+        attackers = hidden_field((await attacker.get("/register")).text, "form_token")
         for token in ("", attackers, "tökén"):
             forged = await victim.post("/register", data={**fields, "form_token": token})
             assert forged.status_code == 400 and SESSION_COOKIE not in forged.cookies, forged.status_code
         assert await accounts_named(stack, email) == 0
-        registered = await victim.post("/register", data={**fields, "form_token": form_token_of(page)})
+        registered = await victim.post(
+            "/register", data={**fields, "form_token": hidden_field(page, "form_token")}
+        )
         assert registered.status_code == 303, registered.text
         assert SESSION_COOKIE in registered.cookies and await accounts_named(stack, email) == 1
 
@@ -306,13 +296,13 @@ async def invitation_registration_needs_its_own_browsers_token(stack: Stack) -> 
             "policy": "1",
             "policy_version": policy.group(1),
         }
-        attackers = form_token_of((await attacker.get(f"/register/{token}")).text)
+        attackers = hidden_field((await attacker.get(f"/register/{token}")).text, "form_token")
         for sent in ("", attackers):
             forged = await victim.post(f"/register/{token}", data={**fields, "form_token": sent})
             assert forged.status_code == 400 and SESSION_COOKIE not in forged.cookies, forged.status_code
         assert await accounts_named(stack, INVITED) == 0
         registered = await victim.post(
-            f"/register/{token}", data={**fields, "form_token": form_token_of(page)}
+            f"/register/{token}", data={**fields, "form_token": hidden_field(page, "form_token")}
         )
         assert registered.status_code == 303 and SESSION_COOKIE in registered.cookies, registered.text
         assert await accounts_named(stack, INVITED) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carlink.catalog.models import Offer, Service, TermsVersion
@@ -73,16 +73,36 @@ async def services_for(
     """The services a car of this model and engine can be given in its country, with their offers in force;
     without a model (or engine), every service of the country. The store sells services and data
     packages; with `functions`, only the functions on demand (FOD-1), ordered on the car's Functions page."""
-    offers = list(
-        await session.scalars(
-            select(Offer)
-            .where(Offer.country == country.upper(), Offer.retired_at.is_(None))
-            .order_by(Offer.trial.desc(), Offer.term_months)
-        )
-    )
-    services = {s.code: s for s in await session.scalars(select(Service).order_by(Service.sort_order))}
+    offers = list(await session.scalars(_offers_in_force().where(Offer.country == country.upper())))
+    services = list(await session.scalars(select(Service).order_by(Service.sort_order)))
+    return _with_offers(services, offers, model_key=model_key, engine=engine, functions=functions)
+
+
+async def services_by_country(session: AsyncSession) -> dict[str, list[ServiceOffers]]:
+    """Every country's store services (no model given), in two queries: the countries overview (CON-6)
+    would otherwise ask twice per country."""
+    offers = list(await session.scalars(_offers_in_force()))
+    services = list(await session.scalars(select(Service).order_by(Service.sort_order)))
+    by_country: dict[str, list[Offer]] = {}
+    for row in offers:
+        by_country.setdefault(row.country, []).append(row)
+    return {country: _with_offers(services, mine) for country, mine in by_country.items()}
+
+
+def _offers_in_force() -> Select[Offer]:
+    return select(Offer).where(Offer.retired_at.is_(None)).order_by(Offer.trial.desc(), Offer.term_months)
+
+
+def _with_offers(
+    services: list[Service],
+    offers: list[Offer],
+    *,
+    model_key: str | None = None,
+    engine: str | None = None,
+    functions: bool = False,
+) -> list[ServiceOffers]:
     result = []
-    for service in services.values():
+    for service in services:
         if (service.kind == "function") != functions:
             continue
         mine = [o for o in offers if o.service_code == service.code]

@@ -201,6 +201,7 @@ async def upload_package(
                 caller,
                 status=form_status(error),
                 error=error.message,
+                error_code=error.code,
                 package_name=name[:200],
             )
     finally:
@@ -246,7 +247,14 @@ async def rotate(request: Request, role: str = Form(""), csrf_token: str = Form(
             await packages.rotate_key(session, role[:16])
     except CarlinkError as error:
         async with platform.db.transaction() as session:
-            return await _keys_page(request, session, caller, status=form_status(error), error=error.message)
+            return await _keys_page(
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+            )
     return see_other("/operator/keys?done=rotated")
 
 
@@ -434,7 +442,13 @@ async def move_campaign(
     except CarlinkError as error:
         async with platform.db.transaction() as session:
             return await _campaign_page(
-                request, session, caller, number, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                number,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     if target == CampaignState.RUNNING:
         changed += await updates.advance_rollouts(platform)

@@ -97,7 +97,9 @@ async def resend(request: Request, email: str = Form("")) -> Response:
         async with platform.db.transaction() as session:
             await invitations.ask_again(session, platform.settings, email)
     except CarlinkError as error:
-        response = _resend_page(request, status=form_status(error), error=error.message, email=email)
+        response = _resend_page(
+            request, status=form_status(error), error=error.message, error_code=error.code, email=email
+        )
         response.headers.update(error.headers)
         return response
     return _resend_page(request, notice=_(invitations.RESEND_ANSWER))
@@ -175,7 +177,12 @@ async def self_register(
                 "consent": choices.consent,
             }
             return await _self_page(
-                request, session, status=form_status(error), error=error.message, entered=entered
+                request,
+                session,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+                entered=entered,
             )
         token, _ = await identity.start_web_session(session, account)
     return _signed_in(account, token, HOME, request)
@@ -276,7 +283,13 @@ async def accept(
             }
             try:
                 return await _invitation_page(
-                    request, session, token, status=form_status(error), error=error.message, entered=entered
+                    request,
+                    session,
+                    token,
+                    status=form_status(error),
+                    error=error.message,
+                    error_code=error.code,
+                    entered=entered,
                 )
             except CarlinkError as gone:
                 return _gone_page(request, gone)
@@ -297,6 +310,6 @@ async def add_car(request: Request, token: str, csrf_token: str = Form("")) -> R
             if error.status == 404:
                 return _gone_page(request, error)
             return await _invitation_page(
-                request, session, token, status=form_status(error), error=error.message
+                request, session, token, status=form_status(error), error=error.message, error_code=error.code
             )
     return see_other(f"/vehicles/{vehicle.vin}")

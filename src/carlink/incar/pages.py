@@ -79,7 +79,14 @@ async def add_item(
             await service.add_service_item(session, caller.account.id, kind, label)
     except CarlinkError as error:
         async with platform.db.transaction() as session:
-            return await _page(request, session, caller, status=form_status(error), error=error.message)
+            return await _page(
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+            )
     return see_other("/account/in-car?done=added")
 
 
@@ -95,7 +102,14 @@ async def remove_item(
             await service.remove_service_item(session, caller.account.id, kind, label)
     except CarlinkError as error:
         async with platform.db.transaction() as session:
-            return await _page(request, session, caller, status=form_status(error), error=error.message)
+            return await _page(
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+            )
     return see_other("/account/in-car?done=removed")
 
 
@@ -110,5 +124,12 @@ async def log_out_of_car(request: Request, vin: str, csrf_token: str = Form(""))
             await service.log_out_of_car(session, caller.account.id, vin[:17])
     except CarlinkError as error:
         async with platform.db.transaction() as session:
-            return await _page(request, session, caller, status=form_status(error), error=error.message)
+            return await _page(
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+            )
     return see_other("/account/in-car?done=logged_out")

@@ -40,6 +40,10 @@ class CountryAvailability:
 
 async def _availability(session: AsyncSession, row: Country, partner_count: int) -> CountryAvailability:
     offered = await catalog.services_for(session, country=row.code) if row.connect_available else []
+    return _of(row, offered, partner_count)
+
+
+def _of(row: Country, offered: list[catalog.ServiceOffers], partner_count: int) -> CountryAvailability:
     return CountryAvailability(
         code=row.code,
         name=country_name(row.code),
@@ -59,8 +63,9 @@ async def overview(session: AsyncSession) -> list[CountryAvailability]:
             await session.execute(select(Partner.country, func.count(Partner.id)).group_by(Partner.country))
         ).all()
     )
+    offered = await catalog.services_by_country(session)
     rows = [
-        await _availability(session, row, counts.get(row.code, 0))
+        _of(row, offered.get(row.code, []) if row.connect_available else [], counts.get(row.code, 0))
         for row in await partners.countries(session)
     ]
     return sorted(rows, key=lambda row: row.name)

@@ -255,7 +255,13 @@ async def record_sale(
             )
         except CarlinkError as error:
             return await _sale_form(
-                request, session, desk, status=form_status(error), error=error.message, entered=entered
+                request,
+                session,
+                desk,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+                entered=entered,
             )
     done = "linked" if outcome.buyer is not None else "invited"
     return see_other(f"/dealer/sales/{outcome.sale.id}?done={done}")
@@ -301,7 +307,13 @@ async def resend(request: Request, sale_id: str, csrf_token: str = Form("")) -> 
             await invitations.resend(session, platform.settings, desk.partner.id, sale.id)
         except CarlinkError as error:
             return await _sale_page(
-                request, session, desk, sale_id, status=form_status(error), error=error.message
+                request,
+                session,
+                desk,
+                sale_id,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     return see_other(f"/dealer/sales/{sale.id}?done=resent")
 
@@ -316,7 +328,13 @@ async def withdraw(request: Request, sale_id: str, csrf_token: str = Form("")) -
             await invitations.withdraw(session, desk.partner.id, sale.id)
         except CarlinkError as error:
             return await _sale_page(
-                request, session, desk, sale_id, status=form_status(error), error=error.message
+                request,
+                session,
+                desk,
+                sale_id,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     return see_other(f"/dealer/sales/{sale.id}?done=withdrawn")
 
@@ -379,7 +397,13 @@ async def register_card(
         except CarlinkError as error:
             entered = {"vin": vin, "serial": serial, "label": label}
             return await _cards_page(
-                request, session, desk, status=form_status(error), error=error.message, entered=entered
+                request,
+                session,
+                desk,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+                entered=entered,
             )
     # SEC-2: the car learns its cards from its security set (the jobs role re-sends what did not go out).
     await security_config.publish(platform, card.vehicle_id)
@@ -475,7 +499,13 @@ async def set_security_mode(
         async with platform.db.session() as session:
             entered = {"vin": vin[:17], "kind": kind[:20], "hours": hours[:6]}
             return await _modes_page(
-                request, session, desk, status=form_status(error), error=error.message, entered=entered
+                request,
+                session,
+                desk,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
+                entered=entered,
             )
     await security_config.publish(platform, vehicle.id)
     return see_other("/dealer/security-modes?done=set")
@@ -494,7 +524,9 @@ async def end_security_mode(request: Request, csrf_token: str = Form(""), vin: s
             ended = await modes.end_mode(session, vehicle.id, account_id=desk.caller.account.id)
     except CarlinkError as error:
         async with platform.db.session() as session:
-            return await _modes_page(request, session, desk, status=form_status(error), error=error.message)
+            return await _modes_page(
+                request, session, desk, status=form_status(error), error=error.message, error_code=error.code
+            )
     if ended:
         await security_config.publish(platform, vehicle.id)
     return see_other(f"/dealer/security-modes?done={'ended' if ended else 'none'}")

@@ -160,6 +160,7 @@ async def set_contact(
                 caller,
                 status=form_status(error),
                 contact_error=error.message,
+                error_code=error.code,
                 error_country=code.strip().upper()[:2],
                 error_value=contact[:254],
             )
@@ -230,6 +231,7 @@ async def publish(
                 caller,
                 status=form_status(error),
                 policy_error=error.message,
+                error_code=error.code,
                 form={"title": title, "summary": summary, "rows": rows},
             )
     return see_other("/operator/policy?done=published")
@@ -297,7 +299,13 @@ async def _decide(
             raise
         except CarlinkError as error:
             return await _erasure_page(
-                request, session, caller, staff, status=form_status(error), erasure_error=error.message
+                request,
+                session,
+                caller,
+                staff,
+                status=form_status(error),
+                erasure_error=error.message,
+                error_code=error.code,
             )
     return see_other(f"{base}?done={'completed' if action == 'complete' else 'rejected'}")
 
@@ -323,6 +331,7 @@ async def operator_open(request: Request, email: str = Form(""), csrf_token: str
                 staff,
                 status=form_status(error),
                 open_error=error.message,
+                error_code=error.code,
                 open_email=email[:254],
             )
     return see_other("/operator/erasure-requests?done=opened")

@@ -101,7 +101,12 @@ async def accept(request: Request, version: str = Form(""), csrf_token: str = Fo
             await service.accept_policy(session, caller.account.id, form_number(version))
         except CarlinkError as error:
             return await _privacy_page(
-                request, session, caller, status=form_status(error), policy_error=error.message
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                policy_error=error.message,
+                error_code=error.code,
             )
     return see_other("/privacy?done=accepted")
 

@@ -300,6 +300,7 @@ async def set_address(
                 status=form_status(error),
                 entered=entered,
                 error=error.message,
+                error_code=error.code,
             )
     return see_other(step_url(vin, view.next_step))
 
@@ -495,6 +496,12 @@ async def answer_challenge(
     except CarlinkError as error:
         async with platform.db.transaction() as session:
             return await _order_page(
-                request, session, caller, number, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                number,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     return see_other(f"/orders/{number}")

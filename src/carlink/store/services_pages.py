@@ -138,7 +138,13 @@ async def withdraw(request: Request, vin: str, contract_id: str, csrf_token: str
     except CarlinkError as error:
         async with platform.db.transaction() as session:
             return await _services_page(
-                request, session, caller, vin, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     return see_other(f"/vehicles/{vin}/services?done=withdrawn")
 
@@ -158,10 +164,22 @@ async def cancel(
         async with platform.db.transaction() as session:
             if back == "handover":
                 return await _handover_page(
-                    request, session, caller, vin, status=form_status(error), error=error.message
+                    request,
+                    session,
+                    caller,
+                    vin,
+                    status=form_status(error),
+                    error=error.message,
+                    error_code=error.code,
                 )
             return await _services_page(
-                request, session, caller, vin, status=form_status(error), error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=form_status(error),
+                error=error.message,
+                error_code=error.code,
             )
     return see_other(f"/vehicles/{vin}/{'handover' if back == 'handover' else 'services'}?done=cancelled")
 
@@ -265,6 +283,7 @@ async def add_card(
                 caller,
                 status=form_status(error),
                 card_error=error.message,
+                error_code=error.code,
                 card_form={"exp_month": exp_month, "exp_year": exp_year, "holder": holder[:120]},
             )
     return see_other("/account/payment?done=card")
@@ -278,7 +297,12 @@ async def remove_card(request: Request, method_id: str = Form(""), csrf_token: s
             await service.remove_payment_method(session, caller.account, form_number(method_id))
         except CarlinkError as error:
             return await _account_payment_page(
-                request, session, caller, status=form_status(error), cards_error=error.message
+                request,
+                session,
+                caller,
+                status=form_status(error),
+                cards_error=error.message,
+                error_code=error.code,
             )
     return see_other("/account/payment?done=removed")
 
@@ -307,5 +331,6 @@ async def save_address(
                 status=form_status(error),
                 entered=entered,
                 address_error=error.message,
+                error_code=error.code,
             )
     return see_other("/account/payment?done=address")

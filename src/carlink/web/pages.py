@@ -183,6 +183,7 @@ def _signin_page(
     *,
     status: int = 200,
     error: str | None = None,
+    error_code: str = "",
     email: str = "",
     next: str = HOME,
     captcha: bool = False,
@@ -198,6 +199,7 @@ def _signin_page(
         None,
         status=status,
         error=error,
+        error_code=error_code,
         email=email,
         next=_local(next),
         captcha=challenge,
@@ -249,6 +251,7 @@ async def signin(
                 request,
                 status=_form_status(error),
                 error=error.message,
+                error_code=error.code,
                 email=email,
                 next=next,
                 captcha=captcha_now,
@@ -364,6 +367,7 @@ async def add_person(
                 vin,
                 status=_form_status(error),
                 people_error=error.message,
+                error_code=error.code,
                 people_email=email,
             )
     return RedirectResponse(f"/vehicles/{entry.vehicle.vin}#people", status_code=303)
@@ -383,7 +387,13 @@ async def remove_person(
             await garage.remove_user(session, entry, account_id)
         except CarlinkError as error:
             return await _vehicle_page(
-                request, session, caller, vin, status=_form_status(error), people_error=error.message
+                request,
+                session,
+                caller,
+                vin,
+                status=_form_status(error),
+                people_error=error.message,
+                error_code=error.code,
             )
     return RedirectResponse(f"/vehicles/{entry.vehicle.vin}#people", status_code=303)
 
@@ -439,7 +449,13 @@ async def change_password(
                 session, caller.account, current=current, new=new, keep=caller.web_session
             )
         except CarlinkError as error:
-            return _account_page(request, caller, status=_form_status(error), password_error=error.message)
+            return _account_page(
+                request,
+                caller,
+                status=_form_status(error),
+                password_error=error.message,
+                error_code=error.code,
+            )
     return RedirectResponse("/account?done=password", status_code=303)
 
 
@@ -463,7 +479,9 @@ async def set_pin(
         try:
             await garage.change_security_pin(session, caller.account, password=password, pin=pin)
         except CarlinkError as error:
-            return _account_page(request, caller, status=_form_status(error), pin_error=error.message)
+            return _account_page(
+                request, caller, status=_form_status(error), pin_error=error.message, error_code=error.code
+            )
     return RedirectResponse("/account?done=pin", status_code=303)
 
 
@@ -481,7 +499,9 @@ async def delete_id(
         try:
             await identity.delete_id(session, caller.account, password=password, request_erasure=bool(erase))
         except CarlinkError as error:
-            return _account_page(request, caller, status=_form_status(error), delete_error=error.message)
+            return _account_page(
+                request, caller, status=_form_status(error), delete_error=error.message, error_code=error.code
+            )
     response = _render(
         request, "message.html", None, title=_("Your ID is deleted"), message=_(DELETED_NOTICE)
     )
