@@ -36,7 +36,7 @@ from carlink.identity import service as identity
 from carlink.identity.access import Caller, platform_of
 from carlink.protocol.catalogue import CATALOGUE
 from carlink.protocol.packages import ROLES
-from carlink.store.portal import form_number, form_status, refused, render, see_other, staff_caller, to_signin
+from carlink.store.portal import form_number, refused, render, see_other, staff_caller, to_signin
 
 router = APIRouter(include_in_schema=False)
 MOVES = {"pause": CampaignState.PAUSED, "resume": CampaignState.RUNNING, "cancel": CampaignState.CANCELLED}
@@ -199,9 +199,7 @@ async def upload_package(
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 package_name=name[:200],
             )
     finally:
@@ -251,9 +249,7 @@ async def rotate(request: Request, role: str = Form(""), csrf_token: str = Form(
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other("/operator/keys?done=rotated")
 
@@ -446,9 +442,7 @@ async def move_campaign(
                 session,
                 caller,
                 number,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     if target == CampaignState.RUNNING:
         changed += await updates.advance_rollouts(platform)

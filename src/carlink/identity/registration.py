@@ -25,7 +25,14 @@ from carlink.identity.oidc import set_session_cookie
 from carlink.partners import service as partners
 from carlink.partners.models import Partner
 from carlink.privacy import service as privacy
-from carlink.store.portal import current_caller, form_caller, form_number, form_status, render, see_other
+from carlink.store.portal import (
+    current_caller,
+    form_caller,
+    form_number,
+    refused,
+    render,
+    see_other,
+)
 
 router = APIRouter(include_in_schema=False)
 HOME = "/vehicles"
@@ -97,9 +104,7 @@ async def resend(request: Request, email: str = Form("")) -> Response:
         async with platform.db.transaction() as session:
             await invitations.ask_again(session, platform.settings, email)
     except CarlinkError as error:
-        response = _resend_page(
-            request, status=form_status(error), error=error.message, error_code=error.code, email=email
-        )
+        response = _resend_page(request, **refused(error), email=email)
         response.headers.update(error.headers)
         return response
     return _resend_page(request, notice=_(invitations.RESEND_ANSWER))
@@ -179,9 +184,7 @@ async def self_register(
             return await _self_page(
                 request,
                 session,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 entered=entered,
             )
         token, _ = await identity.start_web_session(session, account)
@@ -286,9 +289,7 @@ async def accept(
                     request,
                     session,
                     token,
-                    status=form_status(error),
-                    error=error.message,
-                    error_code=error.code,
+                    **refused(error),
                     entered=entered,
                 )
             except CarlinkError as gone:
@@ -309,7 +310,5 @@ async def add_car(request: Request, token: str, csrf_token: str = Form("")) -> R
         except CarlinkError as error:
             if error.status == 404:
                 return _gone_page(request, error)
-            return await _invitation_page(
-                request, session, token, status=form_status(error), error=error.message, error_code=error.code
-            )
+            return await _invitation_page(request, session, token, **refused(error))
     return see_other(f"/vehicles/{vehicle.vin}")

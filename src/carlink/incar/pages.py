@@ -15,7 +15,14 @@ from carlink.errors import CarlinkError
 from carlink.i18n import N_, _
 from carlink.identity.access import Caller, platform_of
 from carlink.incar import rules, service
-from carlink.store.portal import current_caller, form_caller, form_status, render, see_other, to_signin
+from carlink.store.portal import (
+    current_caller,
+    form_caller,
+    refused,
+    render,
+    see_other,
+    to_signin,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,9 +90,7 @@ async def add_item(
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other("/account/in-car?done=added")
 
@@ -106,9 +111,7 @@ async def remove_item(
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other("/account/in-car?done=removed")
 
@@ -128,8 +131,6 @@ async def log_out_of_car(request: Request, vin: str, csrf_token: str = Form(""))
                 request,
                 session,
                 caller,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other("/account/in-car?done=logged_out")

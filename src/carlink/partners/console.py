@@ -35,14 +35,7 @@ from carlink.security import config as security_config
 from carlink.security import modes
 from carlink.security import owner as security_owner
 from carlink.security import service as security
-from carlink.store.portal import (
-    form_number,
-    form_status,
-    render,
-    see_other,
-    staff_caller,
-    to_signin,
-)
+from carlink.store.portal import form_number, refused, render, see_other, staff_caller, to_signin
 
 router = APIRouter(include_in_schema=False)
 # The languages a buyer's invitation mail can be written in; the names are shown in the dealer's language.
@@ -258,9 +251,7 @@ async def record_sale(
                 request,
                 session,
                 desk,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 entered=entered,
             )
     done = "linked" if outcome.buyer is not None else "invited"
@@ -311,9 +302,7 @@ async def resend(request: Request, sale_id: str, csrf_token: str = Form("")) -> 
                 session,
                 desk,
                 sale_id,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other(f"/dealer/sales/{sale.id}?done=resent")
 
@@ -332,9 +321,7 @@ async def withdraw(request: Request, sale_id: str, csrf_token: str = Form("")) -
                 session,
                 desk,
                 sale_id,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other(f"/dealer/sales/{sale.id}?done=withdrawn")
 
@@ -400,9 +387,7 @@ async def register_card(
                 request,
                 session,
                 desk,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 entered=entered,
             )
     # SEC-2: the car learns its cards from its security set (the jobs role re-sends what did not go out).
@@ -502,9 +487,7 @@ async def set_security_mode(
                 request,
                 session,
                 desk,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
                 entered=entered,
             )
     await security_config.publish(platform, vehicle.id)
@@ -524,9 +507,7 @@ async def end_security_mode(request: Request, csrf_token: str = Form(""), vin: s
             ended = await modes.end_mode(session, vehicle.id, account_id=desk.caller.account.id)
     except CarlinkError as error:
         async with platform.db.session() as session:
-            return await _modes_page(
-                request, session, desk, status=form_status(error), error=error.message, error_code=error.code
-            )
+            return await _modes_page(request, session, desk, **refused(error))
     if ended:
         await security_config.publish(platform, vehicle.id)
     return see_other(f"/dealer/security-modes?done={'ended' if ended else 'none'}")

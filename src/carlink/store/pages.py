@@ -500,8 +500,6 @@ async def answer_challenge(
                 session,
                 caller,
                 number,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other(f"/orders/{number}")

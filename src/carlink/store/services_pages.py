@@ -26,6 +26,7 @@ from carlink.store.portal import (
     form_status,
     page_language,
     path_vin,
+    refused,
     render,
     see_other,
     to_signin,
@@ -142,9 +143,7 @@ async def withdraw(request: Request, vin: str, contract_id: str, csrf_token: str
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other(f"/vehicles/{vin}/services?done=withdrawn")
 
@@ -168,18 +167,14 @@ async def cancel(
                     session,
                     caller,
                     vin,
-                    status=form_status(error),
-                    error=error.message,
-                    error_code=error.code,
+                    **refused(error),
                 )
             return await _services_page(
                 request,
                 session,
                 caller,
                 vin,
-                status=form_status(error),
-                error=error.message,
-                error_code=error.code,
+                **refused(error),
             )
     return see_other(f"/vehicles/{vin}/{'handover' if back == 'handover' else 'services'}?done=cancelled")
 
