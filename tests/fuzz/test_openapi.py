@@ -58,7 +58,7 @@ async def test_the_signed_in_owner_gets_only_documented_answers(stack: Stack) ->
     plan = Plan(
         base_url=stack.base_url,
         headers={"Authorization": f"Bearer {token}"},
-        examples=_examples(stack, sqlite=4, postgres=1),
+        examples=_examples(stack, sqlite=4, postgres=2),
         known_path_values=KNOWN,
         # DELETE /api/v1/me stays in: it needs the password, which the fuzzer cannot know, so it proves the
         # refusal (and the throttle after wrong passwords) without ending the owner's world.
